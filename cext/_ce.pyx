@@ -1,0 +1,150 @@
+# cython: language_level=3
+"""Thin Cython layer over cext/pyce_kernels.c.
+
+It takes arrays that pyce/_core.py has already validated (dtype, shape,
+strides, target range), fills the kernel's argument struct with their raw
+data pointers (no typed memoryviews: acquiring one costs more than a small
+batch's whole computation) and runs the kernel without the GIL.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+cdef extern from "pyce_kernels.h" nogil:
+    ctypedef struct pyce_ce_args:
+        int64_t n, c, d
+        int64_t x_sn, x_sc, x_sd
+        int64_t g_sn, g_sc, g_sd
+        int64_t t_sn, t_sc, t_sd
+        const void *x
+        void *grad
+        void *loss
+        const int64_t *target
+        const void *target_prob
+        const double *class_weight
+        const double *sample_weight
+        const double *grad_output
+        double grad_scale
+        double class_weight_sum
+        int64_t ignore_index
+        double label_smoothing
+        double z_loss
+        int n_threads
+
+    ctypedef struct pyce_softmax_args:
+        int64_t n, c, d
+        int64_t x_sn, x_sc, x_sd
+        int64_t o_sn, o_sc, o_sd
+        const void *x
+        void *out
+        int log
+        int n_threads
+
+    double pyce_ce_f32(const pyce_ce_args *args)
+    double pyce_ce_f64(const pyce_ce_args *args)
+    void pyce_softmax_f32(const pyce_softmax_args *args)
+    void pyce_softmax_f64(const pyce_softmax_args *args)
+    int64_t pyce_scan_targets(const int64_t *target, int64_t rows, int64_t c,
+                              int64_t ignore_index, const double *class_weight,
+                              const double *sample_weight, double *denom)
+    int pyce_have_openmp()
+    int pyce_max_threads()
+    const char *pyce_simd_path()
+    const char *pyce_compiler()
+
+cdef extern from *:
+    const char *PYCE_BUILD_OPENMP
+    const char *PYCE_BUILD_COMPILE_ARGS
+    const char *PYCE_BUILD_LINK_ARGS
+    const char *PYCE_BUILD_CYTHON
+    const char *PYCE_BUILD_NUMPY_BUILD
+    const char *PYCE_BUILD_PLATFORM
+
+
+cdef inline void *_ptr(object a):
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def ce(x, grad, loss, target, target_prob, class_weight, sample_weight, grad_output,
+       int64_t n, int64_t c, int64_t d,
+       int64_t x_sn, int64_t x_sc, int64_t x_sd,
+       int64_t g_sn, int64_t g_sc, int64_t g_sd,
+       int64_t t_sn, int64_t t_sc, int64_t t_sd,
+       double grad_scale, double class_weight_sum, int64_t ignore_index,
+       double label_smoothing, double z_loss, int n_threads, bint f64):
+    """Run the fused kernel; returns the sum of the per-row losses (double)."""
+    cdef pyce_ce_args a
+    cdef double total
+    a.n = n; a.c = c; a.d = d
+    a.x_sn = x_sn; a.x_sc = x_sc; a.x_sd = x_sd
+    a.g_sn = g_sn; a.g_sc = g_sc; a.g_sd = g_sd
+    a.t_sn = t_sn; a.t_sc = t_sc; a.t_sd = t_sd
+    a.x = _ptr(x)
+    a.grad = _ptr(grad)
+    a.loss = _ptr(loss)
+    a.target = <const int64_t *>_ptr(target)
+    a.target_prob = _ptr(target_prob)
+    a.class_weight = <const double *>_ptr(class_weight)
+    a.sample_weight = <const double *>_ptr(sample_weight)
+    a.grad_output = <const double *>_ptr(grad_output)
+    a.grad_scale = grad_scale
+    a.class_weight_sum = class_weight_sum
+    a.ignore_index = ignore_index
+    a.label_smoothing = label_smoothing
+    a.z_loss = z_loss
+    a.n_threads = n_threads
+    with nogil:
+        if f64:
+            total = pyce_ce_f64(&a)
+        else:
+            total = pyce_ce_f32(&a)
+    return total
+
+
+def softmax(x, out, int64_t n, int64_t c, int64_t d,
+            int64_t x_sn, int64_t x_sc, int64_t x_sd,
+            int64_t o_sn, int64_t o_sc, int64_t o_sd,
+            bint log, int n_threads, bint f64):
+    cdef pyce_softmax_args a
+    a.n = n; a.c = c; a.d = d
+    a.x_sn = x_sn; a.x_sc = x_sc; a.x_sd = x_sd
+    a.o_sn = o_sn; a.o_sc = o_sc; a.o_sd = o_sd
+    a.x = _ptr(x)
+    a.out = _ptr(out)
+    a.log = log
+    a.n_threads = n_threads
+    with nogil:
+        if f64:
+            pyce_softmax_f64(&a)
+        else:
+            pyce_softmax_f32(&a)
+
+
+def scan_targets(target, int64_t rows, int64_t c, int64_t ignore_index,
+                 class_weight, sample_weight):
+    """(first bad position or -1, 'mean' denominator)."""
+    cdef double denom = 0.0
+    cdef int64_t bad
+    cdef const int64_t *t = <const int64_t *>_ptr(target)
+    cdef const double *cw = <const double *>_ptr(class_weight)
+    cdef const double *sw = <const double *>_ptr(sample_weight)
+    with nogil:
+        bad = pyce_scan_targets(t, rows, c, ignore_index, cw, sw, &denom)
+    return bad, denom
+
+
+def build_info():
+    return {
+        "openmp": pyce_have_openmp() == 1,
+        "max_threads": pyce_max_threads(),
+        "simd_path": pyce_simd_path().decode(),
+        "compiler": pyce_compiler().decode(),
+        "compile_args": PYCE_BUILD_COMPILE_ARGS.decode(),
+        "link_args": PYCE_BUILD_LINK_ARGS.decode(),
+        "cython": PYCE_BUILD_CYTHON.decode(),
+        "numpy_build": PYCE_BUILD_NUMPY_BUILD.decode(),
+        "platform": PYCE_BUILD_PLATFORM.decode(),
+    }

@@ -1,0 +1,165 @@
+/*
+ * pyce kernels: fused, numerically stable softmax cross-entropy.
+ *
+ * Per row x (c logits), with target class y, class weights w (or 1),
+ * sample weight v (or 1), label smoothing eps and z-loss coefficient z:
+ *
+ *   1. m   = max_k x_k                      one read sweep
+ *   2. e_k = exp(x_k - m), s = sum_k e_k    e_k written into the gradient
+ *                                           row while the row is in cache;
+ *                                           s accumulated in double
+ *   3. ls  = log(s);  log p_k = (x_k - m) - ls   (this order: x_k - m is
+ *      exact-ish and <= 0, subtracting ls last never cancels large terms)
+ *      loss = v * [ (1-eps) w_y (-log p_y)
+ *                   + eps/c * sum_k w_k (-log p_k)  + z * lse^2 ],
+ *      lse = m + ls
+ *   4. grad_k = g v [ p_k ((1-eps) w_y + eps/c sum_j w_j + 2 z lse)
+ *                     - (1-eps) w_y [k == y] - eps/c w_k ]
+ *      one scaling sweep over the cached row; g is the upstream gradient
+ *      (1/denominator for 'mean').  The target entry is recomputed in
+ *      double as -(s - e_y)/s-style difference so p_y ~ 1 does not cancel.
+ *
+ * Probability targets t: q_k = (1-eps) t_k + eps/c, a_k = w_k q_k,
+ *   loss = v [ sum_k a_k (-log p_k) + z lse^2 ]  (terms with a_k = 0 skipped,
+ *   so -inf logits of classes with no mass do not give 0 * inf = NaN),
+ *   grad_k = g v [ p_k (sum_j a_j + 2 z lse) - a_k ].
+ *
+ * Precision: float input is read and written as float; the exp is computed
+ * in float (pyce_exp.h, <= 2 ulp); m, s, log(s), the loss and every row and
+ * batch sum are in double.  double input is double throughout.
+ *
+ * Edge values: NaN anywhere in a row makes that row's loss and gradient NaN
+ * (through s) and leaves other rows alone; -inf logits get p = 0; a row of
+ * +-1e30 logits is finite because only x - m is exponentiated.
+ */
+#include "pyce_kernels.h"
+#include "pyce_exp.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Runtime dispatch between x86-64 micro-architecture levels: GCC clones the
+ * block functions and picks one at load time (ifunc, glibc).  Elsewhere the
+ * baseline build is used.  Never -march=native: the module runs anywhere. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__) && !defined(PYCE_NO_CLONES)
+#define PYCE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define PYCE_HAVE_CLONES 1
+#else
+#define PYCE_CLONES
+#define PYCE_HAVE_CLONES 0
+#endif
+
+/* Below this many elements a call runs serially: entering an OpenMP region
+ * costs about 1.5 us on 2 cores, more than the whole work of a small batch. */
+#define PYCE_PARALLEL_MIN_ELEMENTS 65536
+/* Block partition: at most this many blocks of at least PYCE_MIN_BLOCK rows. */
+#define PYCE_MAX_BLOCKS 256
+#define PYCE_MIN_BLOCK 64
+
+static int64_t block_rows(int64_t rows)
+{
+    int64_t b = (rows + PYCE_MAX_BLOCKS - 1) / PYCE_MAX_BLOCKS;
+    return b < PYCE_MIN_BLOCK ? PYCE_MIN_BLOCK : b;
+}
+
+static int choose_threads(int requested, int64_t elements, int64_t nblocks)
+{
+#ifdef _OPENMP
+    if (elements < PYCE_PARALLEL_MIN_ELEMENTS || nblocks < 2)
+        return 1;
+    int t = requested > 0 ? requested : omp_get_max_threads();
+    if (t > nblocks)
+        t = (int)nblocks;
+    return t < 1 ? 1 : t;
+#else
+    (void)requested; (void)elements; (void)nblocks;
+    return 1;
+#endif
+}
+
+/* ---- float and double instantiations of the row kernels ---- */
+#define T float
+#define SFX(name) name##_f32
+#define PYCE_EXP pyce_exp_f32
+#include "pyce_kernel_impl.h"
+#undef T
+#undef SFX
+#undef PYCE_EXP
+
+#define T double
+#define SFX(name) name##_f64
+#define PYCE_EXP pyce_exp_f64
+#include "pyce_kernel_impl.h"
+#undef T
+#undef SFX
+#undef PYCE_EXP
+
+int64_t pyce_scan_targets(const int64_t *target, int64_t rows, int64_t c,
+                          int64_t ignore_index, const double *class_weight,
+                          const double *sample_weight, double *denom)
+{
+    double total = 0.0;
+    for (int64_t i = 0; i < rows; i++) {
+        const int64_t y = target[i];
+        if (y == ignore_index)
+            continue;
+        if (y < 0 || y >= c)
+            return i;
+        double w = class_weight ? class_weight[y] : 1.0;
+        if (sample_weight)
+            w *= sample_weight[i];
+        total += w;
+    }
+    *denom = total;
+    return -1;
+}
+
+int pyce_have_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int pyce_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+const char *pyce_simd_path(void)
+{
+#if PYCE_HAVE_CLONES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return "x86-64-v4 (AVX-512) clone";
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return "x86-64-v3 (AVX2+FMA) clone";
+    return "x86-64 baseline (SSE2) clone";
+#elif defined(__aarch64__)
+    return "aarch64 baseline (NEON)";
+#else
+    return "baseline (no runtime dispatch)";
+#endif
+}
+
+const char *pyce_compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown";
+#endif
+}

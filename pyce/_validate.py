@@ -1,0 +1,267 @@
+"""Argument checking shared by the fast functions and pyce.reference.
+
+Everything a caller can get wrong is checked here, once, before any kernel
+runs; the kernels then trust their arguments.  Both implementations use the
+same checks, so they raise the same exception for the same bad input.
+
+The result of checking a cross-entropy call is a `Problem`: the logits seen
+as a 3-d (n, c, d) view (class axis in the middle, as in PyTorch), targets as
+contiguous int64 class indices or as probabilities of the input's dtype, and
+the weights as contiguous float64.
+"""
+import math
+import numbers
+
+import numpy as np
+
+REDUCTIONS = ("mean", "sum", "none")
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_array(a, name):
+    """`a` as an aligned, native-byte-order float32/float64 ndarray (no copy when it is one)."""
+    if type(a) is not np.ndarray:
+        try:
+            a = np.asarray(a)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    dt = a.dtype
+    if dt not in FLOAT_DTYPES:
+        if dt.kind == "f" and dt.itemsize in (4, 8) and not dt.isnative:
+            a = a.astype(dt.newbyteorder("="))
+        elif dt.kind == "O":
+            raise ValueError(f"{name} could not be converted to a numeric array "
+                             f"(got an object array; are the nested lists ragged?)")
+        else:
+            raise TypeError(f"{name} must be a float32 or float64 array, got dtype {dt}")
+    if not a.flags.aligned:
+        a = np.require(a, requirements="A")
+    return a
+
+
+def element_strides(a):
+    """Strides in elements, or None when some stride is not a multiple of the itemsize."""
+    isz = a.itemsize
+    out = []
+    for s in a.strides:
+        if s % isz:
+            return None
+        out.append(s // isz)
+    return out
+
+
+def as_ncd(a):
+    """View `a` (ndim >= 1) as (n, c, d) and return (view3d, (sn, sc, sd)).
+
+    (C,) -> (1, C, 1); (N, C) -> (N, C, 1); (N, C, d1..dk) -> (N, C, d1*...*dk).
+    A copy is made only when d1..dk cannot be merged into one stride (a
+    non-contiguous view of a K-dimensional input) or a stride is not a
+    multiple of the itemsize.
+    """
+    if a.ndim == 1:
+        v = a.reshape(1, a.shape[0], 1)
+    elif a.ndim == 2:
+        v = a[:, :, None]
+    else:
+        n, c = a.shape[:2]
+        v = a.view()
+        try:
+            v.shape = (n, c, -1)
+        except AttributeError:
+            v = np.ascontiguousarray(a).reshape(n, c, -1)
+    st = element_strides(v)
+    if st is None:
+        v = np.ascontiguousarray(v)
+        st = element_strides(v)
+    return v, st
+
+
+def check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
+                         f"got {reduction!r}")
+
+
+def check_n_threads(n_threads):
+    """None -> 0 (all usable cores); a positive int -> itself."""
+    if n_threads is None:
+        return 0
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads must be None or a positive integer, got {n_threads!r}")
+    if n_threads <= 0:
+        raise ValueError(f"n_threads must be None or a positive integer, got {n_threads!r}")
+    return int(n_threads)
+
+
+def check_probability(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a float in [0, 1], got {value!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return v
+
+
+def check_nonneg_scalar(value, name):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a non-negative float, got {value!r}") from None
+    if not (v >= 0.0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite non-negative float, got {value!r}")
+    return v
+
+
+def check_weight_vector(weight, c, name="weight"):
+    try:
+        w = np.asarray(weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of {c} non-negative floats, got {weight!r}") from None
+    if w.shape != (c,):
+        raise ValueError(f"{name} must have shape ({c},) (one weight per class), got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} must be finite, got {w[~np.isfinite(w)][:3]} at "
+                         f"positions {np.flatnonzero(~np.isfinite(w))[:3].tolist()}")
+    if np.any(w < 0):
+        raise ValueError(f"{name} must be non-negative, got {w[w < 0][:3]} at "
+                         f"positions {np.flatnonzero(w < 0)[:3].tolist()}")
+    return np.ascontiguousarray(w)
+
+
+def check_row_array(value, shape, name, nonneg):
+    """A float64 contiguous array of exactly `shape` (the per-sample loss's shape)."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a float array of shape {shape}, got {value!r}") from None
+    if a.shape != shape:
+        raise ValueError(f"{name} must have the per-sample loss's shape {shape}, got shape {a.shape}")
+    if nonneg:
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} must be finite")
+        if np.any(a < 0):
+            raise ValueError(f"{name} must be non-negative, got {a[a < 0].ravel()[:3]}")
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+class Problem:
+    """A validated cross-entropy call (see the module docstring)."""
+
+    __slots__ = ("x", "x3", "xs", "n", "c", "d", "rows", "loss_shape", "target", "target_prob",
+                 "t3", "ts", "class_weight", "class_weight_sum", "sample_weight",
+                 "ignore_index", "label_smoothing", "z_loss", "reduction", "n_threads", "denom",
+                 "f64")
+
+
+def check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
+             sample_weight=None, z_loss=0.0, n_threads=None):
+    """Validate a cross-entropy call; returns a Problem with the 'mean' denominator."""
+    x = as_float_array(input, "input")
+    if x.ndim == 0:
+        raise ValueError("input must have at least 1 dimension (C,) or (N, C, ...), got a 0-d array")
+    check_reduction(reduction)
+    p = Problem()
+    p.x = x
+    p.f64 = x.dtype == FLOAT_DTYPES[1]
+    p.reduction = reduction
+    p.n_threads = check_n_threads(n_threads)
+    p.label_smoothing = 0.0 if label_smoothing == 0.0 else check_probability(label_smoothing, "label_smoothing")
+    p.z_loss = 0.0 if z_loss == 0.0 else check_nonneg_scalar(z_loss, "z_loss")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}")
+    p.ignore_index = int(ignore_index)
+
+    x3, xs = as_ncd(x)
+    p.x3, p.xs = x3, xs
+    n, c, d = x3.shape
+    if c == 0:
+        raise ValueError(f"input has 0 classes (shape {x.shape}); the class axis is "
+                         f"{0 if x.ndim == 1 else 1}")
+    p.n, p.c, p.d = n, c, d
+    p.rows = n * d
+    p.loss_shape = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+
+    t = target if type(target) is np.ndarray else _as_target_array(target)
+    kind = t.dtype.kind
+    if kind in "iu":
+        if t.shape != p.loss_shape:
+            if x.ndim == 1:
+                raise ValueError(f"target must be a 0-d class index for unbatched input of shape "
+                                 f"{x.shape}, got shape {t.shape}")
+            raise ValueError(f"target must have shape {p.loss_shape} for input of shape {x.shape} "
+                             f"(one class index per sample), got shape {t.shape}")
+        ti = t if (t.dtype == np.int64 and t.flags.c_contiguous) else np.ascontiguousarray(t, dtype=np.int64)
+        p.target = ti.reshape(-1)
+        p.target_prob = None
+        p.t3 = None
+        p.ts = (0, 0, 0)
+    elif kind == "f":
+        if t.shape != x.shape:
+            raise ValueError(f"a float target holds class probabilities and must have the input's "
+                             f"shape {x.shape}, got shape {t.shape} (pass integer class indices "
+                             f"of shape {p.loss_shape} for hard labels)")
+        tp = t if t.dtype == x.dtype else t.astype(x.dtype)
+        if not tp.flags.aligned or not tp.dtype.isnative:
+            tp = np.ascontiguousarray(tp, dtype=x.dtype)
+        t3, ts = as_ncd(tp)
+        p.target = None
+        p.target_prob = tp
+        p.t3, p.ts = t3, ts
+    else:
+        raise TypeError(f"target must hold integer class indices or float class probabilities, "
+                        f"got dtype {t.dtype}")
+
+    if weight is None:
+        p.class_weight = None
+        p.class_weight_sum = float(c)
+    else:
+        p.class_weight = check_weight_vector(weight, c)
+        p.class_weight_sum = float(p.class_weight.sum())
+    if sample_weight is None:
+        p.sample_weight = None
+    else:
+        p.sample_weight = check_row_array(sample_weight, p.loss_shape, "sample_weight", nonneg=True)
+
+    if p.target is not None:
+        from pyce import _ce
+        bad, denom = _ce.scan_targets(p.target, p.rows, c, p.ignore_index,
+                                      p.class_weight, p.sample_weight)
+        if bad >= 0:
+            pos = np.unravel_index(bad, p.loss_shape) if p.loss_shape else ()
+            value = t[pos] if p.loss_shape else t[()]
+            where = f"target[{', '.join(map(str, pos))}]" if p.loss_shape else "target"
+            raise IndexError(f"{where} = {value} is out of range for {c} classes "
+                             f"(valid: 0..{c - 1}, or ignore_index={p.ignore_index})")
+        p.denom = denom
+    else:
+        p.denom = float(p.rows) if p.sample_weight is None else float(p.sample_weight.sum())
+    return p
+
+
+def _as_target_array(target):
+    try:
+        return np.asarray(target)
+    except ValueError as exc:
+        raise ValueError(f"target could not be converted to an array: {exc}") from None
+
+
+def check_out(out, x, name="out"):
+    """`out` must be a writeable ndarray of x's shape and dtype that does not
+    overlap x unless it is exactly x (same memory and strides)."""
+    if type(out) is not np.ndarray and not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != x.shape:
+        raise ValueError(f"{name} must have the input's shape {x.shape}, got {out.shape}")
+    if out.dtype != x.dtype:
+        raise ValueError(f"{name} must have the input's dtype {x.dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    if not out.flags.aligned or not out.dtype.isnative:
+        raise ValueError(f"{name} must be aligned and in native byte order")
+    if np.may_share_memory(out, x) and not (
+            out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+            and out.strides == x.strides):
+        raise ValueError(f"{name} overlaps input without being the same array; pass "
+                         f"overwrite_input=True to write the gradient over input")
+    return out

@@ -1,0 +1,215 @@
+"""pyce's functions in plain NumPy: the readable twin of every fast function.
+
+Same names, signatures and semantics as the top-level pyce functions (and the
+same argument checks, from pyce._validate, so bad input raises the same
+errors).  Tests prove the fast path against these; benchmarks time the fast
+path against these.  They compute in the input's dtype, the way careful NumPy
+code would (stable log-softmax, no one-hot matrix), so float64 input gives a
+float64 oracle.
+
+At the bottom, clearly named, is the naive formulation that from-scratch
+NumPy code usually starts with (`naive_cross_entropy`): softmax, a one-hot
+matrix and -(1/N) * sum(y * log(p + 1e-6)).  It is here to show what it costs:
+several temporaries of the input's size, and a biased loss -- log(p + 1e-6)
+caps every per-sample loss at -log(1e-6) = 13.8, and its gradient is not the
+gradient of the true loss.
+"""
+import numpy as np
+
+from pyce._validate import (as_float_array, check_ce, check_n_threads, check_out,
+                            check_row_array)
+
+__all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_and_grad",
+           "log_softmax", "softmax", "naive_cross_entropy", "naive_cross_entropy_and_grad"]
+
+
+def log_softmax(x, axis=-1, *, out=None, n_threads=None):
+    """(x - max) - log(sum(exp(x - max))) along axis."""
+    x = as_float_array(x, "x")
+    check_n_threads(n_threads)
+    m = np.max(x, axis=axis, keepdims=True)
+    shifted = x - m
+    res = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    if out is not None:
+        check_out(out, x)
+        out[...] = res
+        return out
+    return res
+
+
+def softmax(x, axis=-1, *, out=None, n_threads=None):
+    """exp(x - max) / sum(exp(x - max)) along axis."""
+    x = as_float_array(x, "x")
+    check_n_threads(n_threads)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    res = e / np.sum(e, axis=axis, keepdims=True)
+    if out is not None:
+        check_out(out, x)
+        out[...] = res
+        return out
+    return res
+
+
+def _rows(p):
+    """Logits as (rows, C) with the class axis last (rows = N * d1 * ... * dk)."""
+    return np.moveaxis(p.x3, 1, 2).reshape(-1, p.c)
+
+
+def _loss_and_grad(p, want_grad):
+    """Per-row losses (rows,) and d(sum of per-row losses)/d(logits) as (rows, C)."""
+    x = _rows(p)
+    dt = x.dtype
+    eps = p.label_smoothing
+    w = np.ones(p.c, dt) if p.class_weight is None else p.class_weight.astype(dt)
+    v = np.ones(p.rows, dt) if p.sample_weight is None else p.sample_weight.astype(dt)
+
+    m = np.max(x, axis=1, keepdims=True)
+    shifted = x - m
+    log_sum = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    logp = shifted - log_sum
+    lse = (m + log_sum)[:, 0]
+
+    if p.target is not None:
+        # hard labels: target distribution (1-eps) * onehot(y) + eps/C, weighted by w
+        keep = p.target != p.ignore_index
+        y = np.where(keep, p.target, 0)
+        r = np.arange(p.rows)
+        w_y = w[y] * keep
+        nll = -logp[r, y]
+        loss = (1 - eps) * w_y * nll
+        if eps > 0:
+            # sum over classes of w_c * (-log p_c); 0 * -inf would be NaN for masked classes
+            smooth = -np.sum(np.where(w > 0, w * logp, 0), axis=1)
+            loss = loss + keep * (eps / p.c) * smooth
+        coef = np.zeros((p.rows, p.c), dt)
+        coef[r, y] = (1 - eps) * w_y
+        coef += keep[:, None] * (eps / p.c) * w
+    else:
+        keep = np.ones(p.rows, bool)
+        t = np.moveaxis(p.t3, 1, 2).reshape(-1, p.c)
+        coef = w * ((1 - eps) * t + eps / p.c)
+        loss = -np.sum(np.where(coef != 0, coef * logp, 0), axis=1)
+
+    if p.z_loss:
+        loss = loss + keep * p.z_loss * lse * lse
+    loss = v * loss
+    if not want_grad:
+        return loss, None
+    # d/dx_k of sum_c coef_c * (-log p_c) = p_k * sum_c coef_c - coef_k
+    prob = np.exp(logp)
+    pcoef = np.sum(coef, axis=1, keepdims=True)
+    if p.z_loss:
+        pcoef = pcoef + (keep * 2 * p.z_loss * lse)[:, None]
+    grad = v[:, None] * (prob * pcoef - coef)
+    grad[~keep] = 0
+    return loss, grad
+
+
+def _reduce(p, loss_rows):
+    dt = p.x.dtype.type
+    if p.reduction == "none":
+        return loss_rows.astype(p.x.dtype).reshape(p.loss_shape)
+    total = np.sum(loss_rows, dtype=np.float64)
+    if p.reduction == "sum":
+        return dt(total)
+    return dt(total / p.denom) if p.denom != 0 else dt(np.nan)
+
+
+def _grad_scale(p, grad_output):
+    """Upstream gradient per row, as (rows, 1)."""
+    if p.reduction == "none":
+        g = np.broadcast_to(np.asarray(grad_output, np.float64), p.loss_shape) \
+            if np.ndim(grad_output) == 0 else \
+            check_row_array(grad_output, p.loss_shape, "grad_output", nonneg=False)
+        return np.asarray(g, np.float64).reshape(-1, 1)
+    try:
+        g = float(grad_output)
+    except (TypeError, ValueError):
+        raise ValueError(f"grad_output must be a scalar for reduction={p.reduction!r}, "
+                         f"got {np.shape(grad_output)!r}") from None
+    if p.reduction == "mean":
+        g = g / p.denom if p.denom != 0 else 0.0
+    return np.full((p.rows, 1), g)
+
+
+def _to_input_layout(p, grad_rows):
+    """(rows, C) class-last gradient back to the input's shape."""
+    shape = p.x.shape
+    if p.x.ndim == 1:
+        return grad_rows.reshape(shape)
+    g = grad_rows.reshape((shape[0],) + shape[2:] + (p.c,))
+    return np.ascontiguousarray(np.moveaxis(g, -1, 1))
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, *, sample_weight=None, z_loss=0.0, n_threads=None):
+    """Reference softmax cross-entropy (see pyce.cross_entropy)."""
+    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
+                 sample_weight, z_loss, n_threads)
+    loss_rows, _ = _loss_and_grad(p, False)
+    return _reduce(p, loss_rows)
+
+
+def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_index=-100,
+                           reduction="mean", label_smoothing=0.0, *, sample_weight=None,
+                           z_loss=0.0, out=None, n_threads=None):
+    """Reference gradient of cross_entropy (see pyce.cross_entropy_backward)."""
+    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
+                 sample_weight, z_loss, n_threads)
+    _, grad_rows = _loss_and_grad(p, True)
+    grad = _to_input_layout(p, (grad_rows * _grad_scale(p, grad_output)).astype(p.x.dtype))
+    if out is not None:
+        check_out(out, p.x)
+        out[...] = grad
+        return out
+    return grad
+
+
+def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
+                           label_smoothing=0.0, *, sample_weight=None, z_loss=0.0, out=None,
+                           overwrite_input=False, n_threads=None):
+    """Reference (loss, grad) (see pyce.cross_entropy_and_grad)."""
+    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
+                 sample_weight, z_loss, n_threads)
+    loss_rows, grad_rows = _loss_and_grad(p, True)
+    grad = _to_input_layout(p, (grad_rows * _grad_scale(p, 1.0)).astype(p.x.dtype))
+    if overwrite_input:
+        if out is not None:
+            raise ValueError("pass either out= or overwrite_input=True, not both")
+        if p.x is not input or not p.x.flags.writeable:
+            raise ValueError("overwrite_input=True needs a writeable float32/float64 numpy array")
+        out = p.x
+    elif out is not None:
+        check_out(out, p.x)
+    if out is not None:
+        out[...] = grad
+        grad = out
+    return _reduce(p, loss_rows), grad
+
+
+def naive_cross_entropy(input, target):
+    """What from-scratch NumPy code often writes first: -(1/N) sum(y * log(p + 1e-6)).
+
+    input (N, C) logits, target (N,) class indices; returns the 'mean' loss.
+    Biased: the 1e-6 caps each sample's loss at 13.8 and adds ~1e-6 * C to
+    every probability's denominator; exp overflows for logits > 88 (float32).
+    """
+    x = np.asarray(input)
+    n, c = x.shape
+    e = np.exp(x)  # no max subtraction: the classic overflow
+    p = e / e.sum(axis=1, keepdims=True)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(n), target] = 1
+    return -(1.0 / n) * np.sum(onehot * np.log(p + 1e-6))
+
+
+def naive_cross_entropy_and_grad(input, target):
+    """The naive loss with the textbook gradient (p - onehot) / N, built from temporaries."""
+    x = np.asarray(input)
+    n, c = x.shape
+    e = np.exp(x)
+    p = e / e.sum(axis=1, keepdims=True)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(n), target] = 1
+    loss = -(1.0 / n) * np.sum(onehot * np.log(p + 1e-6))
+    return loss, (p - onehot) / n
