@@ -272,3 +272,33 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     if mode == 0:
         return loss
     return loss, g
+
+
+cdef extern from "pyce_kernels.h" nogil:
+    void pyce_expneg_array_f32(const float *x, float *out, int64_t n)
+    void pyce_expneg_array_f64(const double *x, double *out, int64_t n)
+    void pyce_log_array_f64(const double *x, double *out, int64_t n)
+
+
+def _elementwise(name, x):
+    """The kernels' own exp ('exp_f32', 'exp_f64': for arguments <= 0 or NaN,
+    as in the softmax sweeps) or log ('log_f64') on a 1-d array, compiled as in
+    the kernels; for tests of their error bounds (tests/test_exp.py)."""
+    cdef cnp.ndarray xa, out
+    cdef int64_t n
+    if name == "exp_f32":
+        xa = np.ascontiguousarray(x, dtype=np.float32)
+    elif name in ("exp_f64", "log_f64"):
+        xa = np.ascontiguousarray(x, dtype=np.float64)
+    else:
+        raise ValueError(f"unknown function {name!r}")
+    out = np.empty_like(xa)
+    n = xa.shape[0]
+    with nogil:
+        if name == "exp_f32":
+            pyce_expneg_array_f32(<const float *>cnp.PyArray_DATA(xa), <float *>cnp.PyArray_DATA(out), n)
+        elif name == "exp_f64":
+            pyce_expneg_array_f64(<const double *>cnp.PyArray_DATA(xa), <double *>cnp.PyArray_DATA(out), n)
+        else:
+            pyce_log_array_f64(<const double *>cnp.PyArray_DATA(xa), <double *>cnp.PyArray_DATA(out), n)
+    return out

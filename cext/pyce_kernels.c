@@ -121,6 +121,29 @@ int64_t pyce_scan_targets(const int64_t *target, int64_t rows, int64_t c,
     return -1;
 }
 
+/* The kernels' exp and log applied to arrays, compiled and vectorized as in
+ * the kernels (same clones, same loop shape): what tests/test_exp.py measures. */
+PYCE_CLONES void pyce_expneg_array_f32(const float *x, float *out, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        out[i] = pyce_expneg_f32(x[i]);
+}
+
+PYCE_CLONES void pyce_expneg_array_f64(const double *x, double *out, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        out[i] = pyce_expneg_f64(x[i]);
+}
+
+PYCE_CLONES void pyce_log_array_f64(const double *x, double *out, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        out[i] = pyce_log_f64(x[i]);
+}
+
 int pyce_have_openmp(void)
 {
 #ifdef _OPENMP

@@ -70,6 +70,11 @@ int64_t pyce_scan_targets(const int64_t *target, int64_t rows, int64_t c,
                           int64_t ignore_index, const double *class_weight,
                           const double *sample_weight, double *denom);
 
+/* The kernels' exp (for arguments <= 0 or NaN) and log, on arrays: for tests. */
+void pyce_expneg_array_f32(const float *x, float *out, int64_t n);
+void pyce_expneg_array_f64(const double *x, double *out, int64_t n);
+void pyce_log_array_f64(const double *x, double *out, int64_t n);
+
 /* Build information for pyce.show_config(). */
 int pyce_have_openmp(void);
 int pyce_max_threads(void);

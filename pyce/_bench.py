@@ -1,0 +1,133 @@
+"""The kernel benchmark table (`python -m pyce bench`, `python bench/report.py`).
+
+For each shape: pyce's fused forward+backward writing into a preallocated
+`out=` (2 threads and 1 thread), the copy floor (np.copyto of the same array),
+the forward alone beside one read pass (np.sum), the NumPy reference and torch
+(when installed).  Implementations are timed in turns in one process, so
+they see the same machine state; the table gives medians and the ratios that
+matter (pyce / floor, reference / pyce, torch / pyce).
+"""
+import importlib.util
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+SHAPES = [(128, 10), (1024, 10), (262144, 10), (4096, 1000), (2048, 32000)]
+QUICK_SHAPES = [(128, 10), (1024, 10), (4096, 1000)]
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_summary():
+    """One line naming the CPU, cores, SIMD path, threads and BLAS."""
+    import pyce
+    from pyce._config import build_config
+    info = build_config()
+    blas = ""
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        from threadpoolctl import threadpool_info
+        libs = [f"{d.get('internal_api')} {d.get('num_threads')} threads ({d.get('architecture')})"
+                for d in threadpool_info() if d.get("user_api") == "blas"]
+        blas = "; BLAS: " + ", ".join(libs) if libs else ""
+    return (f"{_cpu_name()}, {os.cpu_count()} cores; pyce {pyce.__version__} "
+            f"{info['simd_path']}, OpenMP {'on' if info['openmp'] else 'off'} "
+            f"({info['max_threads']} threads); numpy {np.__version__}{blas}")
+
+
+def _time_round_robin(fns, budget, blocks=5):
+    """Median seconds of each function, timed in turns: `blocks` rounds in each of
+    which every function runs for its share of the budget.  Turns rather than
+    one call each, because thread pools (OpenMP, OpenBLAS, torch) keep spinning
+    for a while after a call and would tax whichever call comes next."""
+    for f in fns.values():
+        f()  # warm up (page faults, caches, lazy imports)
+    times = {k: [] for k in fns}
+    share = budget / (blocks * len(fns))
+    for _ in range(blocks):
+        for k, f in fns.items():
+            end = time.perf_counter() + share
+            count = 0
+            while count < 3 or (time.perf_counter() < end and count < 2000):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+                count += 1
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _fmt(seconds):
+    if seconds != seconds:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def measure(shape, dtype, budget=1.0, with_reference=True, with_torch=True):
+    """Medians (seconds) of every implementation for one (N, C) float array."""
+    import pyce
+    import pyce.reference as ref
+    n, c = shape
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((n, c), dtype=np.float32) * 3).astype(dtype)
+    t = rng.integers(0, c, n)
+    out = np.empty_like(x)
+    fns = {
+        "copy": lambda: np.copyto(out, x),
+        "sum": lambda: np.sum(x),
+        "pyce": lambda: pyce.cross_entropy_and_grad(x, t, out=out),
+        "pyce_1thread": lambda: pyce.cross_entropy_and_grad(x, t, out=out, n_threads=1),
+        "pyce_forward": lambda: pyce.cross_entropy(x, t),
+    }
+    if with_reference:
+        fns["reference"] = lambda: ref.cross_entropy_and_grad(x, t)
+    if with_torch and importlib.util.find_spec("torch") is not None:
+        import torch
+        xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+
+        def torch_fused():
+            xx = xt.detach().requires_grad_()
+            torch.nn.functional.cross_entropy(xx, tt).backward()
+        fns["torch"] = torch_fused
+    res = _time_round_robin(fns, budget)
+    res.setdefault("reference", float("nan"))
+    res.setdefault("torch", float("nan"))
+    return res
+
+
+def report(quick=False, file=None, dtypes=("float32", "float64"), budget=None):
+    """Print the benchmark table; returns the list of result rows."""
+    file = file or sys.stdout
+    shapes = QUICK_SHAPES if quick else SHAPES
+    budget = budget if budget is not None else (0.3 if quick else 1.5)
+    print(f"machine: {machine_summary()}", file=file)
+    print("fused = cross_entropy_and_grad(x, t, out=preallocated), reduction 'mean'; "
+          "medians, timed in turns in one process", file=file)
+    head = (f"{'N x C':>13} {'dtype':>7} | {'pyce':>9} {'1 thread':>9} {'copy':>9} {'/copy':>6} | "
+            f"{'forward':>9} {'sum':>9} {'/sum':>5} | {'reference':>9} {'ref/pyce':>8} | "
+            f"{'torch':>9} {'torch/pyce':>10}")
+    print(head, file=file)
+    print("-" * len(head), file=file)
+    rows = []
+    for dtype in dtypes:
+        for shape in shapes:
+            r = measure(shape, dtype, budget)
+            rows.append(dict(shape=shape, dtype=dtype, **r))
+            print(f"{shape[0]:>6} x {shape[1]:<6} {dtype:>7} | {_fmt(r['pyce']):>9} "
+                  f"{_fmt(r['pyce_1thread']):>9} {_fmt(r['copy']):>9} {r['pyce'] / r['copy']:>5.2f}x | "
+                  f"{_fmt(r['pyce_forward']):>9} {_fmt(r['sum']):>9} {r['pyce_forward'] / r['sum']:>4.2f}x | "
+                  f"{_fmt(r['reference']):>9} {r['reference'] / r['pyce']:>7.1f}x | "
+                  f"{_fmt(r['torch']):>9} {r['torch'] / r['pyce']:>9.1f}x", file=file, flush=True)
+    return rows
