@@ -222,6 +222,15 @@ def _config(args):
 
 # ---------------------------------------------------------------- train
 
+def _print_epoch(epochs):
+    def on_epoch(history):
+        e = history.epochs[-1]
+        print(f"epoch {e['epoch']:>{len(str(epochs))}}/{epochs}  loss {e['train_loss']:.4f}  "
+              f"acc {100 * e['train_accuracy']:6.2f}%  test loss {e['test_loss']:.4f}  "
+              f"test acc {100 * e['test_accuracy']:6.2f}%  {e['seconds']:.2f} s", flush=True)
+    return on_epoch
+
+
 def _cmd_train(args):
     from pyce import nn, plots, train
 
@@ -236,12 +245,18 @@ def _cmd_train(args):
           + (f" momentum={args.momentum:g}" if args.optimizer == "sgd" else "")
           + f", batch {args.batch_size}, reduction='{args.reduction}', {args.dtype}")
 
+    # On a terminal the trainer draws its progress bar and one line per epoch
+    # on stderr; elsewhere (a pipe, a log file) a redrawn bar is noise, so
+    # the command prints the per-epoch line itself.
+    on_terminal = getattr(sys.stderr, "isatty", lambda: False)()
     t0 = time.perf_counter()
     error = None
     try:
         history = train.fit(model, loss_fn, optimizer, data.x_train, data.y_train,
                             epochs=args.epochs, batch_size=args.batch_size,
-                            x_test=data.x_test, y_test=data.y_test, seed=args.seed, verbose=1)
+                            x_test=data.x_test, y_test=data.y_test, seed=args.seed,
+                            verbose=1 if on_terminal else 0,
+                            on_epoch=None if on_terminal else _print_epoch(args.epochs))
     except train.DivergenceError as exc:
         error, history = exc, exc.history
     seconds = time.perf_counter() - t0

@@ -82,7 +82,8 @@ def plot_reductions(runs, path, *, title=None, file=None):
 
     `runs` is a list of dicts with keys reduction ('sum' or 'mean'),
     batch_size, step_losses (the loss the optimizer saw at each step) and
-    optionally label.  'sum' losses are divided by the batch size so both
+    optionally label and diverged_at_step (1-based; the step whose loss was
+    not finite, when step_losses stops before it).  'sum' losses are divided by the batch size so both
     panels show the loss per sample on the same log scale.  A run whose loss
     became NaN or inf is drawn up to its last finite step and marked with a
     red x there.  Returns None (after printing PLOT_HINT) without matplotlib.
@@ -100,6 +101,9 @@ def plot_reductions(runs, path, *, title=None, file=None):
             scale = run["batch_size"] if reduction == "sum" else 1
             values = [float(v) / scale for v in run["step_losses"]]
             finite, bad = _finite_prefix(values)
+            if bad is None and run.get("diverged_at_step"):
+                # The trainer stops before recording the non-finite loss.
+                bad = run["diverged_at_step"] - 1
             label = run.get("label") or f"batch {run['batch_size']}"
             color = colors[run["batch_size"]]
             steps = range(1, len(finite) + 1)
