@@ -1,7 +1,8 @@
-"""Build of pyce's compiled module, pyce._ce (sources in cext/).
+"""Build of pyce's compiled modules, pyce._ce and pyce._nnk (sources in cext/).
 
 Every build setting is here:
-- one Extension, NumPy's headers, NPY_NO_DEPRECATED_API pinned;
+- two Extensions (cross-entropy kernels; pyce.nn's activation kernels),
+  NumPy's headers, NPY_NO_DEPRECATED_API pinned;
 - -O3 and -fno-trapping-math (so GCC vectorizes the branch-free exp), never
   -ffast-math (NaN and inf must keep their meaning) and never -march=native
   (runtime dispatch between x86-64 levels happens in cext/pyce_kernels.c);
@@ -132,6 +133,13 @@ extensions = [
         "pyce._ce",
         sources=["cext/_ce.pyx", "cext/pyce_kernels.c"],
         depends=["cext/pyce_kernels.h", "cext/pyce_kernel_impl.h", "cext/pyce_exp.h"],
+        include_dirs=[np.get_include(), "cext"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+    ),
+    Extension(
+        "pyce._nnk",
+        sources=["cext/_nnk.pyx", "cext/pyce_nn_kernels.c"],
+        depends=["cext/pyce_nn_kernels.h", "cext/pyce_exp.h"],
         include_dirs=[np.get_include(), "cext"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),

@@ -1,0 +1,450 @@
+"""Layers of a NumPy MLP: Linear, ELU, ReLU, Sequential, CrossEntropyLoss.
+
+Every layer has ``forward(x)``, which caches what the backward pass needs,
+and ``backward(grad)``, which returns the gradient of the loss with respect
+to the layer's input and *accumulates* (``+=``) into its parameters'
+``.grad``, as PyTorch does: call ``optimizer.zero_grad()`` (or
+``model.zero_grad()``) before each backward pass.
+
+Parameters are stored as PyTorch stores them -- ``Linear.weight`` is
+(out_features, in_features), ``bias`` is (out_features,) -- and
+``Sequential.state_dict()`` uses PyTorch's key names ('0.weight', '0.bias',
+'2.weight', ...), so ``torch_model.load_state_dict({k: torch.from_numpy(v)
+for k, v in model.state_dict().items()})`` moves the weights across.
+
+Precision: float32 by default, float64 on request (``dtype=``); inputs of
+another dtype are converted once in ``forward``. Matrix products go through
+NumPy's BLAS; ELU and ReLU run one-pass kernels (cext/pyce_nn_kernels.c).
+"""
+import math
+
+import numpy as np
+
+from pyce import _nnk
+from pyce._core import cross_entropy_and_grad
+
+__all__ = ["Parameter", "Module", "Linear", "ELU", "ReLU", "Sequential",
+           "CrossEntropyLoss", "mlp", "kaiming_gain"]
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _check_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt.type not in _FLOATS:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def _as_generator(rng):
+    if rng is None or isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {rng!r}")
+
+
+def kaiming_gain(nonlinearity):
+    """The He gain for the activation that follows a layer.
+
+    'relu' and 'elu': sqrt(2) (He et al. 2015; ELU is the identity for x > 0
+    and saturates for x < 0, and Clevert et al. initialize it as ReLU);
+    'linear' (a layer that feeds softmax or nothing): 1.
+    """
+    gains = {"relu": math.sqrt(2.0), "elu": math.sqrt(2.0), "linear": 1.0}
+    try:
+        return gains[nonlinearity]
+    except KeyError:
+        raise ValueError(f"nonlinearity must be one of {sorted(gains)}, "
+                         f"got {nonlinearity!r}") from None
+
+
+class Parameter:
+    """A trainable array ``data`` with its gradient ``grad`` (same shape and dtype).
+
+    ``grad`` always exists (zeros until a backward pass). ``name`` is the
+    PyTorch-style key ('weight', or '0.weight' inside a Sequential).
+    """
+    __slots__ = ("data", "grad", "name", "_grad_is_zero")
+
+    def __init__(self, data, name=""):
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.name = name
+        self._grad_is_zero = True  # lets backward write with out= instead of +=
+
+    def zero_grad(self):
+        self.grad.fill(0)
+        self._grad_is_zero = True
+
+    def _matmul_into_grad(self, a, b):
+        """grad += a @ b without a temporary when grad is known to be zero."""
+        if self._grad_is_zero:
+            np.matmul(a, b, out=self.grad)
+            self._grad_is_zero = False
+        else:
+            self.grad += a @ b
+
+    def _sum_into_grad(self, g):
+        if self._grad_is_zero:
+            np.sum(g, axis=0, out=self.grad)
+            self._grad_is_zero = False
+        else:
+            self.grad += g.sum(axis=0)
+
+    def __repr__(self):
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: parameters, state_dict, zero_grad, __call__ = forward."""
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def parameters(self):
+        """The Parameter objects, in state_dict order."""
+        return []
+
+    def named_parameters(self):
+        return [(p.name, p) for p in self.parameters()]
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+    def state_dict(self):
+        """{PyTorch key: copy of the parameter array}."""
+        return {p.name: p.data.copy() for p in self.parameters()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays (NumPy, or anything np.asarray accepts, e.g. torch CPU
+        tensors) into the parameters, in place and cast to their dtype.
+
+        With strict=True the keys must match exactly; shapes always must.
+        """
+        params = {p.name: p for p in self.parameters()}
+        if strict:
+            missing = sorted(set(params) - set(state_dict))
+            unexpected = sorted(set(state_dict) - set(params))
+            if missing or unexpected:
+                raise KeyError(f"state_dict keys do not match the model: missing {missing}, "
+                               f"unexpected {unexpected}")
+        for name, value in state_dict.items():
+            if name not in params:
+                continue
+            p = params[name]
+            arr = np.asarray(value)
+            if arr.shape != p.data.shape:
+                raise ValueError(f"state_dict[{name!r}] has shape {arr.shape}, the model's "
+                                 f"parameter has {p.data.shape}")
+            np.copyto(p.data, arr, casting="unsafe")
+
+    def _set_dtype(self, dtype):
+        """Cast parameters (and grads) to dtype; used by gradcheck's float64 copy."""
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = np.zeros_like(p.data)
+            p._grad_is_zero = True
+        self.dtype = np.dtype(dtype)
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, weight (out_features, in_features), bias (out_features,).
+
+    Initialization (He/Kaiming normal, fan-in mode): weight ~ N(0, (gain /
+    sqrt(in_features))^2) with gain = kaiming_gain(nonlinearity) -- sqrt(2)
+    for the default 'relu' (right for ReLU and ELU), 1 for 'linear' -- and
+    bias = 0, drawn from `rng` (None, an int seed or a numpy Generator).
+    (PyTorch's own default is a uniform +-1/sqrt(in_features); load its
+    weights with load_state_dict to match a torch model exactly.)
+
+    backward(grad) accumulates grad.T @ x into weight.grad and grad.sum(0)
+    into bias.grad and returns grad @ weight (skipped with input_grad=False,
+    which Sequential uses for its first layer).
+    """
+
+    def __init__(self, in_features, out_features, *, bias=True, dtype=np.float32, rng=None,
+                 nonlinearity="relu"):
+        for nm, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{nm} must be a positive integer, got {v!r}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.dtype = _check_dtype(dtype)
+        gen = _as_generator(rng)
+        std = kaiming_gain(nonlinearity) / math.sqrt(self.in_features)
+        w = gen.standard_normal((self.out_features, self.in_features)) * std
+        self.weight = Parameter(w.astype(self.dtype), "weight")
+        self.bias = Parameter(np.zeros(self.out_features, self.dtype), "bias") if bias else None
+        self._x = None
+
+    def parameters(self):
+        return [self.weight] if self.bias is None else [self.weight, self.bias]
+
+    def forward(self, x):
+        x = _as_input(x, self.dtype, self.in_features, "Linear")
+        self._x = x
+        y = x @ self.weight.data.T
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, grad, *, input_grad=True):
+        if self._x is None:
+            raise RuntimeError("Linear.backward called before forward")
+        self.weight._matmul_into_grad(grad.T, self._x)
+        if self.bias is not None:
+            self.bias._sum_into_grad(grad)
+        return grad @ self.weight.data if input_grad else None
+
+    def _spec(self):
+        return ["Linear", self.in_features, self.out_features, self.bias is not None]
+
+    def __repr__(self):
+        return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, dtype={self.dtype.name})")
+
+
+def _as_input(x, dtype, features, who):
+    x = np.asarray(x)
+    if x.dtype != dtype:
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+            raise TypeError(f"{who}: input must be numeric, got dtype {x.dtype}")
+        x = x.astype(dtype)
+    if x.ndim != 2 or x.shape[1] != features:
+        raise ValueError(f"{who}: input must have shape (batch, {features}), got {x.shape}")
+    return x
+
+
+def _contiguous(x, dtype):
+    x = np.asarray(x)
+    if x.dtype != dtype:
+        x = x.astype(dtype)
+    return np.ascontiguousarray(x)
+
+
+class ELU(Module):
+    """ELU(x) = x for x > 0, alpha * (exp(x) - 1) otherwise (PyTorch's ELU).
+
+    One pass each way (cext/pyce_nn_kernels.c): the forward's expm1 is within
+    2 ulp of the exact value (tests/test_nn.py measures it), the backward is
+    grad * (y + alpha) for x <= 0, PyTorch's formula from the output. The
+    output keeps the input's dtype (float32 or float64).
+    """
+
+    def __init__(self, alpha=1.0):
+        alpha = float(alpha)
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be finite, got {alpha!r}")
+        self.alpha = alpha
+        self._x = self._y = None
+
+    def forward(self, x):
+        x = _contiguous(x, np.float64 if np.asarray(x).dtype == np.float64 else np.float32)
+        y = np.empty_like(x)
+        _nnk.elu_forward(x, y, self.alpha)
+        self._x, self._y = x, y
+        return y
+
+    def backward(self, grad, *, input_grad=True):
+        if self._y is None:
+            raise RuntimeError("ELU.backward called before forward")
+        grad = _contiguous(grad, self._y.dtype)
+        _check_grad_shape(grad, self._y, "ELU")
+        dx = np.empty_like(self._y)
+        _nnk.elu_backward(self._x, self._y, grad, dx, self.alpha)
+        return dx
+
+    def _spec(self):
+        return ["ELU", self.alpha]
+
+    def __repr__(self):
+        return f"ELU(alpha={self.alpha})"
+
+
+class ReLU(Module):
+    """ReLU(x) = max(x, 0); backward passes grad where the output is > 0 (NaN
+    outputs pass it too, as in PyTorch)."""
+
+    def __init__(self):
+        self._y = None
+
+    def forward(self, x):
+        x = _contiguous(x, np.float64 if np.asarray(x).dtype == np.float64 else np.float32)
+        self._y = np.maximum(x, 0)
+        return self._y
+
+    def backward(self, grad, *, input_grad=True):
+        if self._y is None:
+            raise RuntimeError("ReLU.backward called before forward")
+        grad = _contiguous(grad, self._y.dtype)
+        _check_grad_shape(grad, self._y, "ReLU")
+        dx = np.empty_like(self._y)
+        _nnk.relu_backward(self._y, grad, dx)
+        return dx
+
+    def _spec(self):
+        return ["ReLU"]
+
+    def __repr__(self):
+        return "ReLU()"
+
+
+def _check_grad_shape(grad, y, who):
+    if grad.shape != y.shape:
+        raise ValueError(f"{who}.backward: grad has shape {grad.shape}, the output had {y.shape}")
+
+
+class Sequential(Module):
+    """Layers applied in order; parameters named '<index>.<name>' as in PyTorch."""
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
+                raise TypeError(f"layer {i} ({layer!r}) has no forward/backward")
+        self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            for p in layer.parameters():
+                p.name = f"{i}.{p.name}"  # names are relative to the layer until here
+        dts = {layer.dtype for layer in self.layers if hasattr(layer, "dtype")}
+        self.dtype = dts.pop() if len(dts) == 1 else None
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def parameters(self):
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad, *, input_grad=True):
+        """Backpropagate grad (dloss/doutput); returns dloss/dinput, or None
+        with input_grad=False (saves the first layer's largest product)."""
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            if i == 0:
+                grad = self.layers[0].backward(grad, input_grad=input_grad) \
+                    if isinstance(self.layers[0], (Linear, Sequential)) else \
+                    self.layers[0].backward(grad)
+            else:
+                grad = self.layers[i].backward(grad)
+        return grad
+
+    def predict(self, x, batch_size=4096):
+        """Class indices argmax(forward(x), axis=1), in chunks of batch_size rows."""
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ValueError(f"x must be 2-D (samples, features), got shape {x.shape}")
+        out = np.empty(len(x), np.int64)
+        for s in range(0, len(x), batch_size):
+            out[s:s + batch_size] = self.forward(x[s:s + batch_size]).argmax(axis=1)
+        return out
+
+    def _spec(self):
+        return [layer._spec() for layer in self.layers]
+
+    def __repr__(self):
+        inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential(\n{inner}\n)"
+
+
+class CrossEntropyLoss(Module):
+    """Softmax cross-entropy as a layer, arguments as torch.nn.CrossEntropyLoss.
+
+    forward(logits, target) returns the loss (a NumPy scalar of the logits'
+    dtype for 'mean' and 'sum', per-sample losses for 'none') and keeps
+    dloss/dlogits, computed in the same fused pass by
+    pyce.cross_entropy_and_grad; backward(grad=None) returns it, multiplied
+    by grad when given (a scalar, or per-sample values for 'none').
+    """
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.weight = None if weight is None else np.asarray(weight, np.float64)
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self._grad = None
+
+    def forward(self, logits, target):
+        loss, self._grad = cross_entropy_and_grad(
+            logits, target, self.weight, self.ignore_index, self.reduction,
+            self.label_smoothing)
+        return loss
+
+    def backward(self, grad=None):
+        if self._grad is None:
+            raise RuntimeError("CrossEntropyLoss.backward called before forward")
+        g = self._grad
+        if grad is None:
+            return g
+        if self.reduction == "none":
+            grad = np.asarray(grad, g.dtype)
+            if grad.shape != g.shape[:1] + g.shape[2:] and grad.ndim != 0:
+                raise ValueError(f"grad must be a scalar or have the per-sample loss's shape "
+                                 f"{g.shape[:1] + g.shape[2:]}, got {grad.shape}")
+            return g * np.expand_dims(grad, 1) if grad.ndim else g * grad
+        return g * g.dtype.type(grad)
+
+    def __repr__(self):
+        return (f"CrossEntropyLoss(reduction={self.reduction!r}, ignore_index="
+                f"{self.ignore_index}, label_smoothing={self.label_smoothing})")
+
+
+_ACTIVATIONS = {"elu": ELU, "relu": ReLU}
+
+
+def mlp(sizes, activation="elu", *, dtype=np.float32, rng=None, bias=True):
+    """Linear(sizes[0], sizes[1]), act, ..., Linear(sizes[-2], sizes[-1]).
+
+    activation: 'elu' or 'relu' (none after the last layer: it feeds the
+    softmax of CrossEntropyLoss). Hidden layers get He-normal weights with
+    gain sqrt(2), the output layer gain 1 ('linear'); biases are 0. rng:
+    None, an int seed or a numpy Generator; one Generator draws all layers in
+    order, so a seed fixes the whole model.
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least 2 entries (inputs, outputs), got {sizes!r}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+            raise ValueError(f"sizes must be positive integers, got {sizes!r}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    gen = _as_generator(rng)
+    layers = []
+    for i in range(len(sizes) - 1):
+        last = i == len(sizes) - 2
+        layers.append(Linear(sizes[i], sizes[i + 1], bias=bias, dtype=dtype, rng=gen,
+                             nonlinearity="linear" if last else activation))
+        if not last:
+            layers.append(_ACTIVATIONS[activation]())
+    model = Sequential(*layers)
+    model.sizes = [int(s) for s in sizes]
+    model.activation = activation
+    return model
+
+
+def from_spec(spec, dtype=np.float32):
+    """Rebuild a Sequential from Sequential._spec() (used by pyce.train.load_model)."""
+    layers = []
+    for item in spec:
+        kind = item[0]
+        if kind == "Linear":
+            layers.append(Linear(int(item[1]), int(item[2]), bias=bool(item[3]), dtype=dtype,
+                                 rng=0))
+        elif kind == "ELU":
+            layers.append(ELU(float(item[1])))
+        elif kind == "ReLU":
+            layers.append(ReLU())
+        else:
+            raise ValueError(f"unknown layer kind {kind!r} in a saved model")
+    return Sequential(*layers)

@@ -1,0 +1,214 @@
+"""SGD and Adam with PyTorch's update rules, in place on NumPy parameters.
+
+Both take the list from ``model.parameters()`` (objects with ``.data``,
+``.grad`` and ``.name``), have a settable ``lr``, ``zero_grad()``, ``step()``
+and ``state_dict()`` / ``load_state_dict(d)`` for checkpoints. A state dict
+is flat -- {str: Python scalar or NumPy array} -- so it fits in an .npz;
+per-parameter buffers are keyed '<buffer>/<parameter name>'.
+
+The arithmetic is done in the parameters' dtype, in place, with one scratch
+array per parameter (no allocation per step).
+"""
+import math
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam"]
+
+
+def _check_nonneg(name, value):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+class Optimizer:
+    _hyper = ()      # names of the float hyper-parameters saved in state_dict
+    _buffers = ()    # names of the per-parameter buffers saved in state_dict
+
+    def __init__(self, params, lr):
+        params = list(params)
+        if not params:
+            raise ValueError("params is empty: pass model.parameters()")
+        names = [getattr(p, "name", "") or str(i) for i, p in enumerate(params)]
+        if len(set(names)) != len(names):
+            names = [str(i) for i in range(len(params))]
+        self.params = params
+        self._names = names
+        self.lr = lr
+        self._scratch = [np.empty_like(p.data) for p in params]
+
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = _check_nonneg("lr", value)
+
+    def zero_grad(self):
+        """Set every parameter's .grad to 0 (in place)."""
+        for p in self.params:
+            if hasattr(p, "zero_grad"):
+                p.zero_grad()
+            else:
+                p.grad.fill(0)
+
+    def state_dict(self):
+        """{'type', 'lr', hyper-parameters, 'step', '<buffer>/<param name>': array copy}."""
+        d = {"type": type(self).__name__, "lr": self.lr, "step": self.step_count}
+        for h in self._hyper:
+            d[h] = getattr(self, h)
+        for b in self._buffers:
+            for name, arr in zip(self._names, getattr(self, "_" + b)):
+                if arr is not None:
+                    d[f"{b}/{name}"] = arr.copy()
+        return d
+
+    def load_state_dict(self, d):
+        """Restore lr, hyper-parameters, step and buffers (arrays are copied)."""
+        d = {k: (v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v)
+             for k, v in d.items()}
+        if d.get("type") != type(self).__name__:
+            raise ValueError(f"state_dict is for {d.get('type')!r}, not {type(self).__name__}")
+        self.lr = d["lr"]
+        self.step_count = int(d["step"])
+        for h in self._hyper:
+            setattr(self, h, d[h])
+        for b in self._buffers:
+            bufs = getattr(self, "_" + b)
+            for i, (name, p) in enumerate(zip(self._names, self.params)):
+                key = f"{b}/{name}"
+                if key in d:
+                    arr = np.asarray(d[key])
+                    if arr.shape != p.data.shape:
+                        raise ValueError(f"state_dict[{key!r}] has shape {arr.shape}, the "
+                                         f"parameter has {p.data.shape}")
+                    bufs[i] = arr.astype(p.data.dtype, copy=True)
+                else:
+                    bufs[i] = None
+        self._after_load()
+
+    def _after_load(self):
+        pass
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with PyTorch's rule (dampening 0):
+
+        g = grad + weight_decay * p
+        b = g (first step), b = momentum * b + g (later)     if momentum
+        g = g + momentum * b (nesterov) or g = b             if momentum
+        p -= lr * g
+    """
+    _hyper = ("momentum", "nesterov", "weight_decay")
+    _buffers = ("momentum_buffer",)
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum = _check_nonneg("momentum", momentum)
+        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self._momentum_buffer = [None] * len(self.params)
+        self.step_count = 0
+
+    def step(self):
+        lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if wd != 0:
+                g = np.multiply(p.data, wd, out=self._scratch[i])
+                g += p.grad
+            if mu != 0:
+                buf = self._momentum_buffer[i]
+                if buf is None:
+                    buf = self._momentum_buffer[i] = g.copy()
+                else:
+                    buf *= mu
+                    buf += g
+                if self.nesterov:
+                    if g is not self._scratch[i]:  # never write into p.grad
+                        np.copyto(self._scratch[i], g)
+                        g = self._scratch[i]
+                    g += mu * buf
+                else:
+                    g = buf
+            if g is self._scratch[i]:
+                g *= lr
+                p.data -= g
+            else:
+                p.data -= np.multiply(g, lr, out=self._scratch[i])
+        self.step_count += 1
+
+
+class Adam(Optimizer):
+    """Adam with PyTorch's rule (L2 weight decay added to the gradient, not AdamW):
+
+        g = grad + weight_decay * p
+        m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
+        p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+    _hyper = ("beta1", "beta2", "eps", "weight_decay")
+    _buffers = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+        self.beta1, self.beta2 = float(b1), float(b2)
+        for nm, b in (("betas[0]", self.beta1), ("betas[1]", self.beta2)):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"{nm} must be in [0, 1), got {b!r}")
+        self.eps = _check_nonneg("eps", eps)
+        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        self._exp_avg = [np.zeros_like(p.data) for p in self.params]
+        self._exp_avg_sq = [np.zeros_like(p.data) for p in self.params]
+        self._scratch2 = [np.empty_like(p.data) for p in self.params]
+        self.step_count = 0
+
+    @property
+    def betas(self):
+        return (self.beta1, self.beta2)
+
+    def _after_load(self):
+        for bufs in (self._exp_avg, self._exp_avg_sq):
+            for i, p in enumerate(self.params):
+                if bufs[i] is None:
+                    bufs[i] = np.zeros_like(p.data)
+
+    def step(self):
+        self.step_count += 1
+        t = self.step_count
+        b1, b2, wd = self.beta1, self.beta2, self.weight_decay
+        step_size = self.lr / (1.0 - b1 ** t)
+        bc2_sqrt = math.sqrt(1.0 - b2 ** t)
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if wd != 0:
+                g = np.multiply(p.data, wd, out=self._scratch[i])
+                g += p.grad
+            m, v, tmp = self._exp_avg[i], self._exp_avg_sq[i], self._scratch2[i]
+            # m += (1 - b1) * (g - m)  (PyTorch's lerp)
+            np.subtract(g, m, out=tmp)
+            tmp *= 1.0 - b1
+            m += tmp
+            # v = b2 * v + (1 - b2) * g * g
+            v *= b2
+            np.multiply(g, g, out=tmp)
+            tmp *= 1.0 - b2
+            v += tmp
+            # p -= step_size * m / (sqrt(v) / sqrt(bc2) + eps)
+            np.sqrt(v, out=tmp)
+            tmp /= bc2_sqrt
+            tmp += self.eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p.data -= tmp
