@@ -46,23 +46,38 @@ def test_digits_split_is_fixed_by_the_seed_and_disjoint():
 
 def test_digits_standardization_uses_training_statistics_only():
     ds = datasets.load_digits(dtype=np.float64)
-    mean, std = ds.x_train.mean(axis=0), ds.x_train.std(axis=0)
-    varying = std > 0
-    np.testing.assert_allclose(mean, 0.0, atol=1e-12)
-    np.testing.assert_allclose(std[varying], 1.0, rtol=1e-12)
-    # the test part was transformed with the training statistics, so it is
-    # not itself exactly standardized
-    assert np.abs(ds.x_test.mean(axis=0)).max() > 1e-3
+    # The pixels are the integers 0..16, so x = (raw - m) / s takes 17
+    # evenly spaced levels: recover s from the spacing and m from level 0.
+    levels = np.unique(ds.x_train)
+    assert levels.size == 17
+    s = 1.0 / np.diff(levels).mean()
+    m = -levels[0] * s
+    raw_train = ds.x_train * s + m
+    raw_test = ds.x_test * s + m
+    np.testing.assert_allclose(raw_train, np.round(raw_train), atol=1e-9)
+    np.testing.assert_allclose(raw_test, np.round(raw_test), atol=1e-9)
+    raw_train, raw_test = np.round(raw_train), np.round(raw_test)
+    # the recovered rows are exactly the file's rows, split in two
+    x_raw, _ = datasets._read_digits_csv()
+    key = lambda a: sorted(map(tuple, a.astype(int)))  # noqa: E731
+    assert key(np.vstack([raw_train, raw_test])) == key(x_raw)
+    # m and s are the training part's statistics, not those of all the rows
+    np.testing.assert_allclose([m, s], [raw_train.mean(), raw_train.std()], rtol=1e-9)
+    assert abs(x_raw.mean() - m) > 1e-4
 
 
 def test_standardize_by_hand_and_no_mutation():
-    xtr = np.array([[1.0, 5.0], [3.0, 5.0]])
-    xte = np.array([[2.0, 7.0]])
+    xtr = np.array([[1.0, 5.0], [3.0, 7.0]])   # mean 4, std sqrt(5)
+    xte = np.array([[4.0, 9.0]])
     before = xtr.copy()
     a, b = datasets.standardize(xtr, xte)
-    np.testing.assert_array_equal(a, [[-1.0, 0.0], [1.0, 0.0]])  # constant column: shift only
-    np.testing.assert_array_equal(b, [[0.0, 2.0]])
+    s5 = np.sqrt(5.0)
+    np.testing.assert_allclose(a, [[-3 / s5, 1 / s5], [-1 / s5, 3 / s5]], rtol=1e-15)
+    np.testing.assert_allclose(b, [[0.0, 5 / s5]], rtol=1e-15)
     np.testing.assert_array_equal(xtr, before)
+    a, b = datasets.standardize(np.full((2, 2), 3.0), xte)  # constant: shift only
+    np.testing.assert_array_equal(a, 0.0)
+    np.testing.assert_array_equal(b, [[1.0, 6.0]])
 
 
 @pytest.mark.parametrize("bad", [0.0, 1.0, -0.1])
@@ -143,8 +158,7 @@ def test_load_mnist_from_idx_files(tmp_path, gz, dotted, sub):
     # features are the pixels in row-major order, standardized with training statistics
     raw_tr = arrays["train-images-idx3-ubyte"].reshape(12, -1).astype(np.float64)
     raw_te = arrays["t10k-images-idx3-ubyte"].reshape(5, -1).astype(np.float64)
-    mu, sd = raw_tr.mean(0), raw_tr.std(0)
-    sd[sd == 0] = 1
+    mu, sd = raw_tr.mean(), raw_tr.std()  # one mean and std over all training pixels
     np.testing.assert_allclose(ds.x_test, (raw_te - mu) / sd, rtol=1e-12)
 
 
@@ -201,8 +215,7 @@ def check_cifar(ds, batches):
     np.testing.assert_array_equal(ds.y_train, sum((b[b"labels"] for b in train), []))
     np.testing.assert_array_equal(ds.y_test, batches["test_batch"][b"labels"])
     raw = np.concatenate([b[b"data"] for b in train]).astype(np.float64)
-    mu, sd = raw.mean(0), raw.std(0)
-    np.testing.assert_allclose(ds.x_train, (raw - mu) / sd, rtol=1e-12)
+    np.testing.assert_allclose(ds.x_train, (raw - raw.mean()) / raw.std(), rtol=1e-12)
     assert ds.x_train.shape == (20, 3072) and ds.x_test.shape == (4, 3072)
 
 
