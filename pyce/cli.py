@@ -374,18 +374,19 @@ def _cmd_compare(args):
 
 
 def _print_summary(runs):
-    header = (f"{'reduction':>9} {'batch':>6} {'first step':>11} {'final loss':>11} "
+    header = (f"{'reduction':>9} {'batch':>6} {'first step':>11} {'last loss':>11} "
               f"{'test acc':>9}  diverged")
     print(header)
     print("-" * len(header))
     for r in runs:
         step = f"{r['first_step_size']:11.3g}" if r["first_step_size"] is not None else f"{'-':>11}"
-        loss = f"{r['final_loss']:11.4f}" if r["final_loss"] is not None else f"{'-':>11}"
+        loss = f"{r['final_loss']:11.4g}" if r["final_loss"] is not None else f"{'-':>11}"
         acc = f"{100 * r['test_accuracy']:8.2f}%" if r["test_accuracy"] is not None else f"{'-':>9}"
         div = f"yes, at step {r['diverged_at_step']}" if r["diverged"] else "no"
         print(f"{r['reduction']:>9} {r['batch_size']:>6} {step} {loss} {acc}  {div}")
-    print("first step = lr x gradient norm on the first batch; final loss is per sample "
-          "(a 'sum' loss divided by the batch size)")
+    print("first step: lr x gradient norm on the first batch, the size of the first update; "
+          "last loss: the last finite training loss per sample (a 'sum' loss divided by the "
+          "batch size)")
 
 
 # ---------------------------------------------------------------- bench

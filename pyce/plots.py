@@ -93,7 +93,9 @@ def plot_reductions(runs, path, *, title=None, file=None):
         return _no_matplotlib(file)
     reductions = [r for r in ("sum", "mean") if any(run["reduction"] == r for run in runs)]
     fig = Figure(figsize=(5.2 * len(reductions), 4.0), layout="constrained")
-    axes = fig.subplots(1, len(reductions), sharey=True, squeeze=False)[0]
+    # Separate y axes: on a shared one a diverged 'sum' run (1e30 and up)
+    # would flatten the 'mean' curve into a line.
+    axes = fig.subplots(1, len(reductions), squeeze=False)[0]
     batch_sizes = sorted({run["batch_size"] for run in runs})
     colors = {b: f"C{i}" for i, b in enumerate(batch_sizes)}
     for ax, reduction in zip(axes, reductions):
@@ -113,13 +115,13 @@ def plot_reductions(runs, path, *, title=None, file=None):
                 ax.plot([max(len(finite), 1)], [last], "x", color="red", markersize=12,
                         markeredgewidth=2.5)
                 ax.annotate(f"diverged at step {bad + 1}", (max(len(finite), 1), last),
-                            textcoords="offset points", xytext=(6, -14), color="red",
-                            fontsize=9)
+                            textcoords="offset points", xytext=(-8, -16), color="red",
+                            fontsize=9, ha="right")
         ax.set(yscale="log", xlabel="training step",
                title=f"reduction='{reduction}'")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="upper right")
-    axes[0].set_ylabel("training loss per sample")
+        ax.legend(loc="lower left")
+        ax.set_ylabel("training loss per sample")
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=110)
