@@ -252,11 +252,14 @@ def _cmd_train(args):
     t0 = time.perf_counter()
     error = None
     try:
-        history = train.fit(model, loss_fn, optimizer, data.x_train, data.y_train,
-                            epochs=args.epochs, batch_size=args.batch_size,
-                            x_test=data.x_test, y_test=data.y_test, seed=args.seed,
-                            verbose=1 if on_terminal else 0,
-                            on_epoch=None if on_terminal else _print_epoch(args.epochs))
+        # A diverging run overflows in the layers before the trainer sees a
+        # non-finite loss; its message explains that, NumPy's warnings do not.
+        with np.errstate(over="ignore", invalid="ignore"):
+            history = train.fit(model, loss_fn, optimizer, data.x_train, data.y_train,
+                                epochs=args.epochs, batch_size=args.batch_size,
+                                x_test=data.x_test, y_test=data.y_test, seed=args.seed,
+                                verbose=1 if on_terminal else 0,
+                                on_epoch=None if on_terminal else _print_epoch(args.epochs))
     except train.DivergenceError as exc:
         error, history = exc, exc.history
     seconds = time.perf_counter() - t0
@@ -333,30 +336,37 @@ def _cmd_compare(args):
             message = None
             t0 = time.perf_counter()
             try:
-                history = train.fit(model, loss_fn, optimizer, data.x_train, data.y_train,
-                                    epochs=args.epochs, batch_size=batch_size,
-                                    x_test=data.x_test, y_test=data.y_test, seed=args.seed,
-                                    verbose=0)
+                with np.errstate(over="ignore", invalid="ignore"):  # see _cmd_train
+                    history = train.fit(model, loss_fn, optimizer, data.x_train, data.y_train,
+                                        epochs=args.epochs, batch_size=batch_size,
+                                        x_test=data.x_test, y_test=data.y_test,
+                                        seed=args.seed, verbose=0)
             except train.DivergenceError as exc:
                 history, message = exc.history, str(exc)
+            per_sample = batch_size if reduction == "sum" else 1
             steps = [float(v) for v in history.step_losses]
             bad = next((i for i, v in enumerate(steps) if not math.isfinite(v)), None)
-            diverged = message is not None or bad is not None
-            if diverged and bad is None:
-                bad = len(steps)  # the trainer stopped before recording the bad loss
-            if diverged:
+            if message is not None and bad is None:
+                bad = len(steps)  # the trainer stops before recording the bad loss
+            finite = [v / per_sample for v in steps if math.isfinite(v)]
+            # A run also counts as diverged when its loss stayed finite but
+            # ended above where it started (saturated units can keep a
+            # blown-up network finite: training made it worse, not better).
+            blew_up = bad is None and len(finite) > 1 and finite[-1] > finite[0]
+            if bad is not None:
                 accuracy = None
             else:
-                logits = model.forward(data.x_test)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    logits = model.forward(data.x_test)
                 accuracy = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
-            finite = [v for v in steps if math.isfinite(v)]
             runs.append({
                 "reduction": reduction, "batch_size": batch_size, "lr": lr,
                 "first_step_size": step, "step_losses": steps,
-                "final_loss": finite[-1] / (batch_size if reduction == "sum" else 1)
-                if finite else None,
-                "test_accuracy": accuracy, "diverged": diverged,
-                "diverged_at_step": bad + 1 if diverged else None, "message": message,
+                "first_loss": finite[0] if finite else None,
+                "final_loss": finite[-1] if finite else None,
+                "test_accuracy": accuracy, "diverged": bad is not None or blew_up,
+                "diverged_at_step": bad + 1 if bad is not None else None,
+                "loss_grew": blew_up, "message": message,
                 "seconds": time.perf_counter() - t0,
             })
 
@@ -382,7 +392,12 @@ def _print_summary(runs):
         step = f"{r['first_step_size']:11.3g}" if r["first_step_size"] is not None else f"{'-':>11}"
         loss = f"{r['final_loss']:11.4g}" if r["final_loss"] is not None else f"{'-':>11}"
         acc = f"{100 * r['test_accuracy']:8.2f}%" if r["test_accuracy"] is not None else f"{'-':>9}"
-        div = f"yes, at step {r['diverged_at_step']}" if r["diverged"] else "no"
+        if r["diverged_at_step"] is not None:
+            div = f"yes, non-finite loss at step {r['diverged_at_step']}"
+        elif r["loss_grew"]:
+            div = f"yes, the loss grew from {r['first_loss']:.3g} to {r['final_loss']:.3g}"
+        else:
+            div = "no"
         print(f"{r['reduction']:>9} {r['batch_size']:>6} {step} {loss} {acc}  {div}")
     print("first step: lr x gradient norm on the first batch, the size of the first update; "
           "last loss: the last finite training loss per sample (a 'sum' loss divided by the "
