@@ -82,7 +82,7 @@ class BuildExt(build_ext):
             omp_flags = ["/openmp"]
         else:
             compile_args = ["-O3", "-fno-trapping-math", "-fno-math-errno",
-                            "-fopenmp-simd", "-std=c11", "-Wall", "-Wextra"]
+                            "-fopenmp-simd", "-std=gnu11", "-Wall", "-Wextra"]
             omp_flags = ["-fopenmp"]
         link_args = []
 

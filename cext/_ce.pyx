@@ -7,6 +7,7 @@ data pointers (no typed memoryviews: acquiring one costs more than a small
 batch's whole computation) and runs the kernel without the GIL.
 """
 cimport numpy as cnp
+import numpy as np
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -148,3 +149,126 @@ def build_info():
         "numpy_build": PYCE_BUILD_NUMPY_BUILD.decode(),
         "platform": PYCE_BUILD_PLATFORM.decode(),
     }
+
+
+cdef inline bint _plain(object a, int ndim):
+    """a is an exact ndarray of ndim dimensions, C-contiguous, aligned, native byte order."""
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_NDIM(arr) == ndim and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
+_float32 = np.float32
+_float64 = np.float64
+_nan = float("nan")
+
+
+def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode,
+            double grad_output=1.0):
+    """The commonest call, with its checks done here at C speed: x a C-contiguous
+    (N, C) float32/float64 array, target a contiguous int64 (N,) array, no
+    weights, smoothing or z-loss, out None or a C-contiguous array of x's shape
+    and dtype not overlapping x.  mode 0: loss; 1: gradient; 2: (loss, gradient).
+
+    Returns None whenever any of that does not hold, or a target is out of
+    range: the caller then takes the general path, which raises the right error.
+    """
+    cdef cnp.ndarray xa, ta, g = None
+    cdef int typenum, red
+    cdef int64_t n, c, bad, nt
+    cdef double denom = 0.0, total = 0.0, scale = 0.0
+    cdef pyce_ce_args a
+    cdef cnp.npy_intp dims[2]
+    if not _plain(x, 2) or not _plain(target, 1):
+        return None
+    xa = <cnp.ndarray>x
+    ta = <cnp.ndarray>target
+    typenum = cnp.PyArray_TYPE(xa)
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+        return None
+    if cnp.PyArray_TYPE(ta) != cnp.NPY_INT64:
+        return None
+    n = cnp.PyArray_DIM(xa, 0)
+    c = cnp.PyArray_DIM(xa, 1)
+    if c < 1 or cnp.PyArray_DIM(ta, 0) != n:
+        return None
+    if reduction == "mean":
+        red = 0
+    elif reduction == "sum":
+        red = 1
+    elif reduction == "none":
+        if mode == 1:
+            return None
+        red = 2
+    else:
+        return None
+    if n_threads is None:
+        nt = 0
+    elif type(n_threads) is int and n_threads > 0:
+        nt = n_threads
+    else:
+        return None
+    if mode != 0:
+        if out is None:
+            dims[0] = n
+            dims[1] = c
+            g = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+        else:
+            if (not _plain(out, 2) or cnp.PyArray_TYPE(<cnp.ndarray>out) != typenum
+                    or cnp.PyArray_DIM(<cnp.ndarray>out, 0) != n
+                    or cnp.PyArray_DIM(<cnp.ndarray>out, 1) != c
+                    or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
+                return None
+            g = <cnp.ndarray>out
+            if n * c and (<char *>cnp.PyArray_DATA(g) < <char *>cnp.PyArray_DATA(xa) + cnp.PyArray_NBYTES(xa)
+                          and <char *>cnp.PyArray_DATA(xa) < <char *>cnp.PyArray_DATA(g) + cnp.PyArray_NBYTES(g)):
+                return None
+    with nogil:
+        bad = pyce_scan_targets(<const int64_t *>cnp.PyArray_DATA(ta), n, c, ignore_index,
+                                NULL, NULL, &denom)
+    if bad >= 0:
+        return None
+    loss_rows = None
+    if red == 2:
+        dims[0] = n
+        loss_rows = cnp.PyArray_EMPTY(1, dims, typenum, 0)
+    if red == 0:
+        scale = grad_output / denom if denom != 0.0 else 0.0
+    else:
+        scale = grad_output
+    a.n = n; a.c = c; a.d = 1
+    a.x_sn = c; a.x_sc = 1; a.x_sd = 0
+    a.g_sn = c; a.g_sc = 1; a.g_sd = 0
+    a.t_sn = 0; a.t_sc = 0; a.t_sd = 0
+    a.x = cnp.PyArray_DATA(xa)
+    a.grad = NULL if g is None else cnp.PyArray_DATA(g)
+    a.loss = _ptr(loss_rows)
+    a.target = <const int64_t *>cnp.PyArray_DATA(ta)
+    a.target_prob = NULL
+    a.class_weight = NULL
+    a.sample_weight = NULL
+    a.grad_output = NULL
+    a.grad_scale = scale
+    a.class_weight_sum = <double>c
+    a.ignore_index = ignore_index
+    a.label_smoothing = 0.0
+    a.z_loss = 0.0
+    a.n_threads = <int>nt
+    with nogil:
+        if typenum == cnp.NPY_DOUBLE:
+            total = pyce_ce_f64(&a)
+        else:
+            total = pyce_ce_f32(&a)
+    if mode == 1:
+        return g
+    if red == 2:
+        loss = loss_rows
+    else:
+        if red == 0:
+            total = total / denom if denom != 0.0 else _nan
+        loss = _float64(total) if typenum == cnp.NPY_DOUBLE else _float32(total)
+    if mode == 0:
+        return loss
+    return loss, g

@@ -9,81 +9,126 @@
  * class-axis-1 (N, C, d...) inputs and other views.
  */
 
+/* Unit-stride sweeps keep PYCE_ACC independent partial results (several
+ * vector registers): a single accumulator would chain every vector add or
+ * max on the previous one's latency. */
+#define PYCE_ACC 64
+
 /* Maximum of a row; NaN handling does not matter here because a NaN anywhere
  * in the row reaches s through exp(NaN - m) or through m itself. */
-PYCE_ALWAYS_INLINE T SFX(row_max)(const T *restrict xr, int64_t sx, int64_t c)
+PYCE_ALWAYS_INLINE T SFX(row_max)(const T *xr, int64_t sx, int64_t c)
 {
     T m = xr[0];
+    int64_t k = 0;
+    if (sx == 1 && c >= PYCE_ACC) {
+        T acc[PYCE_ACC];
+#pragma omp simd
+        for (int64_t j = 0; j < PYCE_ACC; j++)
+            acc[j] = xr[j];
+        for (k = PYCE_ACC; k + PYCE_ACC <= c; k += PYCE_ACC) {
+#pragma omp simd
+            for (int64_t j = 0; j < PYCE_ACC; j++) {
+                const T v = xr[k + j];
+                acc[j] = v > acc[j] ? v : acc[j];
+            }
+        }
 #pragma omp simd reduction(max : m)
-    for (int64_t k = 0; k < c; k++) {
-        const T v = xr[k * sx];
+        for (int64_t j = 0; j < PYCE_ACC; j++)
+            m = acc[j] > m ? acc[j] : m;
+    }
+#pragma omp simd reduction(max : m)
+    for (int64_t kk = k; kk < c; kk++) {
+        const T v = xr[kk * sx];
         m = v > m ? v : m;
     }
     return m;
 }
 
-/* sum_k exp(x_k - m) in double, storing each exp in er when er != NULL. */
-PYCE_ALWAYS_INLINE double SFX(row_expsum)(const T *restrict xr, int64_t sx,
-                                          T *restrict er, int64_t se,
+/* sum_k exp(x_k - m) in double, storing each exp in er when er != NULL
+ * (er may be xr itself: each element is read before it is written). */
+PYCE_ALWAYS_INLINE double SFX(row_expsum)(const T *xr, int64_t sx,
+                                          T *er, int64_t se,
                                           int64_t c, T m)
 {
     double s = 0.0;
+    int64_t k = 0;
+    if (sx == 1 && se <= 1 && c >= PYCE_ACC) {
+        double acc[PYCE_ACC];
+#pragma omp simd
+        for (int64_t j = 0; j < PYCE_ACC; j++)
+            acc[j] = 0.0;
+        for (; k + PYCE_ACC <= c; k += PYCE_ACC) {
+            if (er) {
+                /* four exps are added in T before the double accumulator:
+                 * a rounding of <= 2 ulp of a partial sum, below the exps'
+                 * own error, for a quarter of the conversions */
+                T e4[PYCE_ACC];
+#pragma omp simd
+                for (int64_t j = 0; j < PYCE_ACC; j++) {
+                    const T e = PYCE_EXP(xr[k + j] - m);
+                    er[k + j] = e;
+                    e4[j] = e;
+                }
+#pragma omp simd
+                for (int64_t j = 0; j < PYCE_ACC / 4; j++)
+                    acc[j] += (double)((e4[j] + e4[j + PYCE_ACC / 4]) +
+                                       (e4[j + PYCE_ACC / 2] + e4[j + 3 * PYCE_ACC / 4]));
+            } else {
+#pragma omp simd
+                for (int64_t j = 0; j < PYCE_ACC; j++)
+                    acc[j] += (double)PYCE_EXP(xr[k + j] - m);
+            }
+        }
+        for (int64_t j = 0; j < PYCE_ACC; j++)
+            s += acc[j];
+    }
     if (er) {
 #pragma omp simd reduction(+ : s)
-        for (int64_t k = 0; k < c; k++) {
-            const T e = PYCE_EXP(xr[k * sx] - m);
-            er[k * se] = e;
+        for (int64_t kk = k; kk < c; kk++) {
+            const T e = PYCE_EXP(xr[kk * sx] - m);
+            er[kk * se] = e;
             s += (double)e;
         }
     } else {
 #pragma omp simd reduction(+ : s)
-        for (int64_t k = 0; k < c; k++)
-            s += (double)PYCE_EXP(xr[k * sx] - m);
+        for (int64_t kk = k; kk < c; kk++)
+            s += (double)PYCE_EXP(xr[kk * sx] - m);
     }
     return s;
 }
 
-/* Loss of one row (already multiplied by its sample weight); writes the
- * gradient row into gr when gr != NULL. */
-PYCE_ALWAYS_INLINE double SFX(ce_row)(const pyce_ce_args *a, int64_t i,
-                                      const T *restrict xr, int64_t sx,
-                                      T *restrict gr, int64_t sg,
-                                      const T *restrict tr, int64_t st)
+/* What a row contributes besides its exp-sum: filled by ce_row_prep from
+ * the logits (before the exp sweep may overwrite them in place), used by
+ * ce_row_finish once log(s) is known. */
+typedef struct {
+    double xm_part;   /* class targets: (1-eps) w_y (x_y - m); probabilities: sum_k a_k (x_k - m) */
+    double pcoef;     /* coefficient of p_k in the gradient and of log(s) in the loss */
+    double smooth_x;  /* label smoothing: eps/c sum_k w_k (x_k - m) */
+    double target_w;  /* (1-eps) w_y for class targets */
+    int64_t y;        /* target class, or -1 for probability targets */
+} SFX(rowstate);
+
+/* Reads of the logits other than the exp sweep; returns 0 for an ignored row. */
+PYCE_ALWAYS_INLINE int SFX(ce_row_prep)(const pyce_ce_args *a, int64_t i,
+                                        const T *xr, int64_t sx,
+                                        const T *tr, int64_t st,
+                                        double md, SFX(rowstate) *rs)
 {
     const int64_t c = a->c;
     const double *cw = a->class_weight;
     const double eps = a->label_smoothing;
     const double eps_c = eps / (double)c;
-    int64_t y = -1;
-
+    rs->smooth_x = 0.0;
+    rs->target_w = 0.0;
     if (a->target) {
-        y = a->target[i];
-        if (y == a->ignore_index) {
-            if (gr) {
-#pragma omp simd
-                for (int64_t k = 0; k < c; k++)
-                    gr[k * sg] = (T)0;
-            }
-            return 0.0;
-        }
-    }
-
-    /* Everything that reads the logits besides the exp sweep comes first, so
-     * that the gradient may be written over the input (overwrite_input=True:
-     * gr == xr with the same strides). */
-    const T m = SFX(row_max)(xr, sx, c);
-    const double md = (double)m;
-    const double v = a->sample_weight ? a->sample_weight[i] : 1.0;
-
-    double xm_part;  /* class targets: x_y - m; probability targets: sum_k a_k (x_k - m) */
-    double pcoef;    /* coefficient of p_k in the gradient, and of log(s) in the loss */
-    double smooth_x = 0.0;  /* label smoothing: eps/c sum_k w_k (x_k - m) */
-    double target_w = 0.0;  /* (1-eps) w_y for class targets */
-    if (a->target) {
+        const int64_t y = a->target[i];
+        rs->y = y;
+        if (y == a->ignore_index)
+            return 0;
         const double wy = cw ? cw[y] : 1.0;
-        target_w = (1.0 - eps) * wy;
-        xm_part = target_w * ((double)xr[y * sx] - md);
-        pcoef = target_w;
+        rs->target_w = (1.0 - eps) * wy;
+        rs->xm_part = rs->target_w * ((double)xr[y * sx] - md);
+        rs->pcoef = rs->target_w;
         if (eps > 0.0) {
             double swx = 0.0;
             if (cw) {
@@ -95,11 +140,12 @@ PYCE_ALWAYS_INLINE double SFX(ce_row)(const pyce_ce_args *a, int64_t i,
                 for (int64_t k = 0; k < c; k++)
                     swx += (double)xr[k * sx] - md;
             }
-            smooth_x = eps_c * swx;
-            pcoef += eps_c * a->class_weight_sum;
+            rs->smooth_x = eps_c * swx;
+            rs->pcoef += eps_c * a->class_weight_sum;
         }
     } else {
-        /* probability targets: a_k = w_k ((1-eps) t_k + eps/c) */
+        /* probability targets: a_k = w_k ((1-eps) t_k + eps/c); terms with
+         * a_k = 0 are skipped so that a -inf logit with no mass gives 0, not NaN */
         double asum = 0.0, ax = 0.0;
         for (int64_t k = 0; k < c; k++) {
             double ak = (1.0 - eps) * (double)tr[k * st] + eps_c;
@@ -109,57 +155,281 @@ PYCE_ALWAYS_INLINE double SFX(ce_row)(const pyce_ce_args *a, int64_t i,
             if (ak != 0.0)
                 ax += ak * ((double)xr[k * sx] - md);
         }
-        xm_part = ax;
-        pcoef = asum;
+        rs->y = -1;
+        rs->xm_part = ax;
+        rs->pcoef = asum;
     }
+    return 1;
+}
 
-    const double s = SFX(row_expsum)(xr, sx, gr, sg, c, m);
-    const double ls = log(s);
+/* The row's loss (times its sample weight) from log(s); turns the exps
+ * er[k*se] into the gradient gr[k*sg] (er may be gr itself). */
+PYCE_ALWAYS_INLINE double SFX(ce_row_finish)(const pyce_ce_args *a, int64_t i,
+                                             const SFX(rowstate) *rs, double md,
+                                             double s, double ls,
+                                             const T *er, int64_t se,
+                                             T *gr, int64_t sg,
+                                             const T *tr, int64_t st)
+{
+    const int64_t c = a->c;
+    const double *cw = a->class_weight;
+    const double eps = a->label_smoothing;
+    const double eps_c = eps / (double)c;
+    const double v = a->sample_weight ? a->sample_weight[i] : 1.0;
+    double pcoef = rs->pcoef;
     /* -sum_k a_k log p_k = (sum_k a_k) ls - sum_k a_k (x_k - m) */
-    double loss = pcoef * ls - xm_part - smooth_x;
+    double loss = pcoef * ls - rs->xm_part - rs->smooth_x;
     if (a->z_loss != 0.0) {
         const double lse = md + ls;
         loss += a->z_loss * lse * lse;
         pcoef += 2.0 * a->z_loss * lse;
     }
-
     if (gr) {
         double g = a->grad_scale * v;
         if (a->grad_output)
             g *= a->grad_output[i];
         const T pc = (T)(g * pcoef / s);
-        if (a->target) {
-            const double ey = (double)gr[y * sg];
+        if (rs->y >= 0) {
+            const int64_t y = rs->y;
+            const double ey = (double)er[y * se];
             if (eps > 0.0 && cw) {
                 const double gb = g * eps_c;
 #pragma omp simd
                 for (int64_t k = 0; k < c; k++)
-                    gr[k * sg] = gr[k * sg] * pc - (T)(gb * cw[k]);
+                    gr[k * sg] = er[k * se] * pc - (T)(gb * cw[k]);
             } else if (eps > 0.0) {
                 const T b = (T)(g * eps_c);
 #pragma omp simd
                 for (int64_t k = 0; k < c; k++)
-                    gr[k * sg] = gr[k * sg] * pc - b;
+                    gr[k * sg] = er[k * se] * pc - b;
             } else {
 #pragma omp simd
                 for (int64_t k = 0; k < c; k++)
-                    gr[k * sg] = gr[k * sg] * pc;
+                    gr[k * sg] = er[k * se] * pc;
             }
             /* Target entry in double: p_y - 1 = (e_y - s)/s keeps its
              * relative accuracy when p_y ~ 1 (no float cancellation). */
             const double smooth_b = eps > 0.0 ? eps_c * (cw ? cw[y] : 1.0) : 0.0;
-            gr[y * sg] = (T)(g * ((target_w * (ey - s) + (pcoef - target_w) * ey) / s
-                                  - smooth_b));
+            const double tw = rs->target_w;
+            gr[y * sg] = (T)(g * ((tw * (ey - s) + (pcoef - tw) * ey) / s - smooth_b));
         } else {
             for (int64_t k = 0; k < c; k++) {
                 double ak = (1.0 - eps) * (double)tr[k * st] + eps_c;
                 if (cw)
                     ak *= cw[k];
-                gr[k * sg] = (T)((double)(gr[k * sg] * pc) - g * ak);
+                gr[k * sg] = (T)((double)(er[k * se] * pc) - g * ak);
             }
         }
     }
     return v * loss;
+}
+
+PYCE_ALWAYS_INLINE void SFX(zero_row)(T *gr, int64_t sg, int64_t c)
+{
+#pragma omp simd
+    for (int64_t k = 0; k < c; k++)
+        gr[k * sg] = (T)0;
+}
+
+/* One row, in place: max sweep, prep, exp sweep into the gradient row, finish. */
+PYCE_ALWAYS_INLINE double SFX(ce_row)(const pyce_ce_args *a, int64_t i,
+                                      const T *xr, int64_t sx,
+                                      T *gr, int64_t sg,
+                                      const T *tr, int64_t st)
+{
+    SFX(rowstate) rs;
+    if (a->target && a->target[i] == a->ignore_index) {
+        if (gr)
+            SFX(zero_row)(gr, sg, a->c);
+        return 0.0;
+    }
+    const T m = SFX(row_max)(xr, sx, a->c);
+    const double md = (double)m;
+    SFX(ce_row_prep)(a, i, xr, sx, tr, st, md, &rs);
+    const double s = SFX(row_expsum)(xr, sx, gr, sg, a->c, m);
+    return SFX(ce_row_finish)(a, i, &rs, md, s, log(s), gr, sg, gr, sg, tr, st);
+}
+
+/* Small class counts: a per-row loop would leave most SIMD lanes idle and
+ * pay its loop overhead per row, so LANES rows are processed at once, one
+ * per lane: their logits are transposed into buf[k][lane] (in L1), then the
+ * max, the exp-sum and the log run across lanes; the per-row bookkeeping
+ * (prep/finish, the same code as the row path) reads the transposed exps. */
+PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
+                                        const T *x, T *grad, const T *tp, T *loss_out)
+{
+    enum { L = 16 };
+    const int64_t c = a->c, d = a->d;
+    T buf[PYCE_SMALL_C * L];
+    T mv[L];
+    double sv[L], lsv[L];
+    const T *xrow[L];
+    T *grow[L];
+    const T *trow[L];
+    for (int64_t r = 0; r < L; r++) {
+        const int64_t i = i0 + (r < nrows ? r : 0);
+        const int64_t n = d == 1 ? i : i / d;
+        const int64_t p = d == 1 ? 0 : i % d;
+        xrow[r] = x + n * a->x_sn + p * a->x_sd;
+        grow[r] = grad ? grad + n * a->g_sn + p * a->g_sd : NULL;
+        trow[r] = tp ? tp + n * a->t_sn + p * a->t_sd : NULL;
+    }
+    for (int64_t k = 0; k < c; k++)
+        for (int64_t r = 0; r < L; r++)
+            buf[k * L + r] = xrow[r][k * a->x_sc];
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++)
+        mv[r] = buf[r];
+    for (int64_t k = 1; k < c; k++) {
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++) {
+            const T v = buf[k * L + r];
+            mv[r] = v > mv[r] ? v : mv[r];
+        }
+    }
+    SFX(rowstate) rs[L];
+    int live[L];
+    for (int64_t r = 0; r < nrows; r++)
+        live[r] = SFX(ce_row_prep)(a, i0 + r, &buf[r], L, trow[r], a->t_sc, (double)mv[r], &rs[r]);
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++)
+        sv[r] = 0.0;
+    for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++) {
+            const T e = PYCE_EXP(buf[k * L + r] - mv[r]);
+            buf[k * L + r] = e;
+            sv[r] += (double)e;
+        }
+    }
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++)
+        lsv[r] = pyce_log_f64(sv[r]);
+    double total = 0.0;
+    for (int64_t r = 0; r < nrows; r++) {
+        double l = 0.0;
+        if (live[r])
+            l = SFX(ce_row_finish)(a, i0 + r, &rs[r], (double)mv[r], sv[r], lsv[r],
+                                   &buf[r], L, grow[r], a->g_sc, trow[r], a->t_sc);
+        else if (grow[r])
+            SFX(zero_row)(grow[r], a->g_sc, c);
+        if (loss_out)
+            loss_out[i0 + r] = (T)l;
+        total += l;
+    }
+    return total;
+}
+
+/* The common small-class case -- class-index targets, no label smoothing,
+ * no z-loss, contiguous class axis -- with the per-row bookkeeping done
+ * across lanes too: only the target entries are touched one row at a time. */
+PYCE_ALWAYS_INLINE double SFX(ce_lanes_plain)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
+                                              const T *x, T *grad, T *loss_out)
+{
+    enum { L = 16 };
+    const int64_t c = a->c, d = a->d;
+    const double *cw = a->class_weight;
+    T buf[PYCE_SMALL_C * L];
+    T mv[L];
+    double sv[L], lsv[L], xyv[L], eyv[L], wv[L], gv[L], lossv[L];
+    int64_t xoff[L], goff[L], yv[L];
+    int livev[L];
+    for (int64_t r = 0; r < L; r++) {
+        const int64_t i = i0 + (r < nrows ? r : 0);
+        const int64_t n = d == 1 ? i : i / d;
+        const int64_t p = d == 1 ? 0 : i % d;
+        xoff[r] = n * a->x_sn + p * a->x_sd;
+        goff[r] = n * a->g_sn + p * a->g_sd;
+        const int64_t y = a->target[i];
+        livev[r] = r < nrows && y != a->ignore_index;
+        yv[r] = livev[r] ? y : 0;
+    }
+    for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++)
+            buf[k * L + r] = x[xoff[r] + k];
+    }
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++)
+        mv[r] = buf[r];
+    for (int64_t k = 1; k < c; k++) {
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++) {
+            const T v = buf[k * L + r];
+            mv[r] = v > mv[r] ? v : mv[r];
+        }
+    }
+    for (int64_t r = 0; r < L; r++)
+        xyv[r] = (double)buf[yv[r] * L + r];
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++)
+        sv[r] = 0.0;
+    for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++) {
+            const T e = PYCE_EXP(buf[k * L + r] - mv[r]);
+            buf[k * L + r] = e;
+            sv[r] += (double)e;
+        }
+    }
+    for (int64_t r = 0; r < L; r++) {
+        eyv[r] = (double)buf[yv[r] * L + r];
+        const int64_t i = i0 + (r < nrows ? r : 0);
+        double w = cw ? cw[yv[r]] : 1.0;
+        double g = a->grad_scale;
+        if (a->sample_weight) {
+            w *= a->sample_weight[i];
+        }
+        if (a->grad_output)
+            g *= a->grad_output[i];
+        wv[r] = livev[r] ? w : 0.0;
+        gv[r] = g * wv[r];
+    }
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++) {
+        const double ls = pyce_log_f64(sv[r]);
+        lsv[r] = ls;
+        lossv[r] = livev[r] ? wv[r] * (ls - (xyv[r] - (double)mv[r])) : 0.0;
+    }
+    if (grad) {
+        T pcv[L];
+        double fixv[L];
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++) {
+            pcv[r] = (T)(gv[r] / sv[r]);
+            /* target entry: g w (e_y - s)/s in double, no cancellation at p_y ~ 1 */
+            fixv[r] = gv[r] * (eyv[r] - sv[r]) / sv[r];
+        }
+        for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+            for (int64_t r = 0; r < L; r++) {
+                const T v = buf[k * L + r] * pcv[r];
+                buf[k * L + r] = livev[r] ? v : (T)0;
+            }
+        }
+        for (int64_t r = 0; r < nrows; r++)
+            if (livev[r])
+                buf[yv[r] * L + r] = (T)fixv[r];
+        if (nrows == L) {
+            for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+                for (int64_t r = 0; r < L; r++)
+                    grad[goff[r] + k] = buf[k * L + r];
+            }
+        } else {
+            for (int64_t r = 0; r < nrows; r++)
+                for (int64_t k = 0; k < c; k++)
+                    grad[goff[r] + k] = buf[k * L + r];
+        }
+    }
+    double total = 0.0;
+    for (int64_t r = 0; r < nrows; r++) {
+        if (loss_out)
+            loss_out[i0 + r] = (T)lossv[r];
+        total += lossv[r];
+    }
+    (void)lsv;
+    return total;
 }
 
 /* Rows [i0, i1): returns the sum of their losses in row order. */
@@ -170,9 +440,24 @@ PYCE_CLONES double SFX(pyce_ce_block)(const pyce_ce_args *a, int64_t i0, int64_t
     T *loss_out = (T *)a->loss;
     const T *tp = (const T *)a->target_prob;
     const int64_t d = a->d;
+    double total = 0.0;
+    if (a->c <= PYCE_SMALL_C && a->target && a->label_smoothing == 0.0 && a->z_loss == 0.0 &&
+        a->x_sc == 1 && (!grad || a->g_sc == 1)) {
+        for (int64_t i = i0; i < i1; i += 16) {
+            const int64_t nrows = i1 - i < 16 ? i1 - i : 16;
+            total += SFX(ce_lanes_plain)(a, i, nrows, x, grad, loss_out);
+        }
+        return total;
+    }
+    if (a->c <= PYCE_SMALL_C) {
+        for (int64_t i = i0; i < i1; i += 16) {
+            const int64_t nrows = i1 - i < 16 ? i1 - i : 16;
+            total += SFX(ce_lanes)(a, i, nrows, x, grad, tp, loss_out);
+        }
+        return total;
+    }
     const int contiguous = a->x_sc == 1 && (!grad || a->g_sc == 1) &&
                            (!tp || a->t_sc == 1);
-    double total = 0.0;
     for (int64_t i = i0; i < i1; i++) {
         const int64_t n = d == 1 ? i : i / d;
         const int64_t p = d == 1 ? 0 : i % d;

@@ -60,6 +60,8 @@
 /* Block partition: at most this many blocks of at least PYCE_MIN_BLOCK rows. */
 #define PYCE_MAX_BLOCKS 256
 #define PYCE_MIN_BLOCK 64
+/* Up to this many classes, rows are processed 16 at a time across SIMD lanes. */
+#define PYCE_SMALL_C 16
 
 static int64_t block_rows(int64_t rows)
 {
@@ -85,7 +87,7 @@ static int choose_threads(int requested, int64_t elements, int64_t nblocks)
 /* ---- float and double instantiations of the row kernels ---- */
 #define T float
 #define SFX(name) name##_f32
-#define PYCE_EXP pyce_exp_f32
+#define PYCE_EXP pyce_expneg_f32
 #include "pyce_kernel_impl.h"
 #undef T
 #undef SFX
@@ -93,7 +95,7 @@ static int choose_threads(int requested, int64_t elements, int64_t nblocks)
 
 #define T double
 #define SFX(name) name##_f64
-#define PYCE_EXP pyce_exp_f64
+#define PYCE_EXP pyce_expneg_f64
 #include "pyce_kernel_impl.h"
 #undef T
 #undef SFX

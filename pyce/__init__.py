@@ -22,6 +22,7 @@ from pyce._core import (cross_entropy, cross_entropy_and_grad, cross_entropy_bac
                         log_softmax, softmax)
 from pyce._config import show_config
 from pyce._gradcheck import gradcheck
+from pyce import nn, optim, train  # noqa: E402  (the trainer, on top of the kernels)
 
 __version__ = "0.1.0"
 

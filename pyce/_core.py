@@ -123,6 +123,11 @@ def _scale_for(p, grad_output):
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, *, sample_weight=None, z_loss=0.0, n_threads=None):
+    if (weight is None and sample_weight is None and label_smoothing == 0.0 and z_loss == 0.0
+            and type(ignore_index) is int):
+        res = _ce.fast_2d(input, target, None, reduction, ignore_index, n_threads, 0)
+        if res is not None:
+            return res
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
     if reduction == "none":
@@ -135,6 +140,11 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_index=-100,
                            reduction="mean", label_smoothing=0.0, *, sample_weight=None,
                            z_loss=0.0, out=None, n_threads=None):
+    if (weight is None and sample_weight is None and label_smoothing == 0.0 and z_loss == 0.0
+            and type(ignore_index) is int and type(grad_output) in (float, int)):
+        res = _ce.fast_2d(input, target, out, reduction, ignore_index, n_threads, 1, grad_output)
+        if res is not None:
+            return res
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
     grad, copy_to = _grad_target(p, out, False)
@@ -149,6 +159,12 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
 def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
                            label_smoothing=0.0, *, sample_weight=None, z_loss=0.0, out=None,
                            overwrite_input=False, n_threads=None):
+    if (weight is None and sample_weight is None and label_smoothing == 0.0 and z_loss == 0.0
+            and not overwrite_input and type(ignore_index) is int):
+        # the commonest call, checked and run in Cython; None means "take the general path"
+        res = _ce.fast_2d(input, target, out, reduction, ignore_index, n_threads, 2)
+        if res is not None:
+            return res
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
     if overwrite_input and p.x is not input:

@@ -1,0 +1,275 @@
+"""PyTorch-parity options: class and sample weights, ignore_index, label
+smoothing, probability targets, K-dimensional inputs.
+
+Every combination (dtype x reduction x weight x ignore x smoothing x target
+kind x shape) is compared with pyce.reference (always) and with
+torch.nn.functional.cross_entropy (when torch is installed).
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import pyce
+import pyce.reference as ref
+
+SHAPES = [(6,), (24, 7), (5, 7, 3), (3, 7, 2, 4)]   # (C,), (N, C), (N, C, d1), (N, C, d1, d2)
+C = 7
+COMBOS = [combo for combo in itertools.product(
+    [np.float32, np.float64],       # dtype
+    ["mean", "sum", "none"],        # reduction
+    [False, True],                  # class weights
+    [False, True],                  # some targets ignored
+    [0.0, 0.15],                    # label smoothing
+    ["index", "prob"],              # target kind
+    SHAPES,
+) if not (combo[5] == "prob" and combo[3])]   # ignore_index does not apply to probabilities
+
+
+def case(dtype, weighted, ignored, kind, shape):
+    rng = np.random.default_rng(abs(hash((weighted, ignored, kind, shape))) % 2**32)
+    c = shape[0] if len(shape) == 1 else shape[1]
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    w = rng.uniform(0.2, 2.0, c) if weighted else None
+    if kind == "index":
+        tshape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+        t = rng.integers(0, c, tshape)
+        if ignored and t.ndim:
+            t[rng.random(tshape) < 0.3] = -100
+    else:
+        p = rng.random(shape) ** 3
+        t = (p / p.sum(axis=0 if len(shape) == 1 else 1, keepdims=True)).astype(dtype)
+    return x, t, w
+
+
+def tol(dtype):
+    return dict(rtol=3e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,reduction,weighted,ignored,eps,kind,shape", COMBOS)
+def test_every_combination_against_reference_and_torch(dtype, reduction, weighted, ignored, eps,
+                                                       kind, shape):
+    x, t, w = case(dtype, weighted, ignored, kind, shape)
+    kw = dict(weight=w, reduction=reduction, label_smoothing=eps)
+    t64 = t.astype(np.float64) if kind == "prob" else t
+    l_ref, g_ref = ref.cross_entropy_and_grad(x.astype(np.float64), t64, **kw)
+    loss, grad = pyce.cross_entropy_and_grad(x, t, **kw)
+    assert grad.shape == x.shape and grad.dtype == dtype
+    np.testing.assert_allclose(np.asarray(loss, np.float64), l_ref, **tol(dtype))
+    np.testing.assert_allclose(grad, g_ref, **tol(dtype))
+    np.testing.assert_allclose(np.asarray(pyce.cross_entropy(x, t, **kw), np.float64), l_ref,
+                               **tol(dtype))
+    go = 0.5 if reduction != "none" else np.linspace(-1, 2, np.size(l_ref)).reshape(np.shape(l_ref))
+    np.testing.assert_allclose(pyce.cross_entropy_backward(x, t, grad_output=go, **kw),
+                               ref.cross_entropy_backward(x.astype(np.float64), t64,
+                                                          grad_output=go, **kw), **tol(dtype))
+
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    tt = torch.tensor(t64)
+    lt = torch.nn.functional.cross_entropy(
+        xt, tt, weight=None if w is None else torch.tensor(w), reduction=reduction,
+        label_smoothing=eps)
+    lt.backward(torch.ones_like(lt))
+    np.testing.assert_allclose(l_ref, lt.detach().numpy(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(g_ref, xt.grad.numpy(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(loss, np.float64), lt.detach().numpy(), **tol(dtype))
+    np.testing.assert_allclose(grad, xt.grad.numpy(), **tol(dtype))
+
+
+def test_weighted_mean_by_hand():
+    # two samples, three classes; computed by hand from the definition:
+    # loss_i = -w[y_i] * log softmax(x_i)[y_i]; mean = sum_i loss_i / sum_i w[y_i]
+    x = np.array([[0.0, 0.0, 0.0], [np.log(2.0), 0.0, 0.0]])
+    t = np.array([0, 1])
+    w = np.array([2.0, 1.0, 5.0])
+    l0 = 2.0 * np.log(3.0)                 # uniform row: p = 1/3
+    l1 = 1.0 * -np.log(1.0 / 4.0)          # exp = (2, 1, 1): p_1 = 1/4
+    expected = (l0 + l1) / (2.0 + 1.0)
+    assert pyce.cross_entropy(x, t, weight=w) == pytest.approx(expected, rel=1e-14)
+    np.testing.assert_allclose(pyce.cross_entropy(x, t, weight=w, reduction="none"), [l0, l1],
+                               rtol=1e-14)
+    # gradient by hand: w[y] * (p - onehot) / sum w[y]
+    g = pyce.cross_entropy_backward(x, t, weight=w)
+    expect_g = np.array([2.0 * np.array([1 / 3 - 1, 1 / 3, 1 / 3]),
+                         1.0 * np.array([0.5, 0.25 - 1, 0.25])]) / 3.0
+    np.testing.assert_allclose(g, expect_g, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_targets_ignored(dtype):
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(dtype)
+    t = np.full(5, -100)
+    loss, grad = pyce.cross_entropy_and_grad(x, t)
+    assert np.isnan(loss) and loss.dtype == dtype
+    assert np.all(grad == 0)
+    assert pyce.cross_entropy(x, t, reduction="sum") == 0
+    assert np.all(pyce.cross_entropy(x, t, reduction="none") == 0)
+    assert np.isnan(pyce.cross_entropy(x, t, label_smoothing=0.3, weight=np.ones(4)))
+
+
+def test_custom_ignore_index():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 4))
+    t = rng.integers(0, 4, 10)
+    t[[1, 5]] = 2
+    kept = t != 2
+    # ignoring class 2 equals dropping those rows
+    assert pyce.cross_entropy(x, t, ignore_index=2) == pytest.approx(
+        ref.cross_entropy(x[kept], t[kept]), rel=1e-13)
+    g = pyce.cross_entropy_backward(x, t, ignore_index=2)
+    assert np.all(g[~kept] == 0)
+    np.testing.assert_allclose(g[kept], ref.cross_entropy_backward(x[kept], t[kept]), rtol=1e-12)
+    # an ignore_index inside [0, C) only matters where the target equals it; 7 is out of range
+    t[3] = 7
+    np.testing.assert_allclose(pyce.cross_entropy(x, t, ignore_index=7, reduction="none")[3], 0)
+    with pytest.raises(IndexError, match="target\\[3\\] = 7"):
+        pyce.cross_entropy(x, t)
+
+
+def test_ignore_index_does_not_apply_to_probability_targets():
+    x = np.random.default_rng(2).standard_normal((4, 3))
+    p = np.full((4, 3), 1 / 3)
+    a = pyce.cross_entropy(x, p, ignore_index=0)
+    b = pyce.cross_entropy(x, p)
+    assert a == b
+
+
+def test_probability_targets_mean_divides_by_n_even_with_weights():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 4))
+    p = rng.dirichlet(np.ones(4), 6)
+    w = rng.uniform(0.5, 3, 4)
+    expect = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(p),
+                                               weight=torch.tensor(w)).item()
+    assert pyce.cross_entropy(x, p, weight=w) == pytest.approx(expect, rel=1e-13)
+    assert pyce.cross_entropy(x, p, weight=w) == pytest.approx(
+        float(pyce.cross_entropy(x, p, weight=w, reduction="sum")) / 6, rel=1e-13)
+
+
+def test_one_hot_probability_targets_equal_index_targets():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 5))
+    t = rng.integers(0, 5, 8)
+    onehot = np.eye(5)[t]
+    for eps in (0.0, 0.2):
+        a, ga = pyce.cross_entropy_and_grad(x, t, label_smoothing=eps)
+        b, gb = pyce.cross_entropy_and_grad(x, onehot, label_smoothing=eps)
+        assert a == pytest.approx(b, rel=1e-13)
+        np.testing.assert_allclose(ga, gb, rtol=1e-12, atol=1e-15)
+
+
+def test_zero_probability_on_masked_class_is_finite():
+    x = np.array([[0.0, -np.inf, 1.0]])
+    p = np.array([[0.5, 0.0, 0.5]])
+    loss, grad = pyce.cross_entropy_and_grad(x, p)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad)) and grad[0, 1] == 0
+
+
+# ---------------------------------------------------------------- sample_weight
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["index", "prob"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_sample_weight_against_reference(dtype, kind, reduction):
+    x, t, w = case(dtype, True, kind == "index", kind, (12, 7, 3))
+    sw = np.random.default_rng(5).uniform(0, 2, (12, 3))
+    t64 = t.astype(np.float64) if kind == "prob" else t
+    kw = dict(weight=w, reduction=reduction, label_smoothing=0.1, sample_weight=sw)
+    l_ref, g_ref = ref.cross_entropy_and_grad(x.astype(np.float64), t64, **kw)
+    loss, grad = pyce.cross_entropy_and_grad(x, t, **kw)
+    np.testing.assert_allclose(np.asarray(loss, np.float64), l_ref, **tol(dtype))
+    np.testing.assert_allclose(grad, g_ref, **tol(dtype))
+
+
+def test_sample_weight_semantics_by_hand():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 3))
+    t = np.array([0, 1, 2, -100, 1])
+    w = np.array([1.0, 2.0, 0.5])
+    sw = np.array([1.0, 0.0, 3.0, 10.0, 2.0])
+    per_row = ref.cross_entropy(x, np.where(t < 0, 0, t), weight=w, reduction="none")
+    per_row = np.where(t < 0, 0.0, per_row)
+    expect = np.sum(sw * per_row) / np.sum((sw * w[np.where(t < 0, 0, t)])[t >= 0])
+    assert pyce.cross_entropy(x, t, weight=w, sample_weight=sw) == pytest.approx(expect, rel=1e-13)
+    # integer sample weights equal repeated rows
+    rep = np.repeat(np.arange(5), [1, 0, 3, 10, 2])
+    rep = rep[t[rep] >= 0]
+    assert pyce.cross_entropy(x, t, weight=w, sample_weight=sw) == pytest.approx(
+        pyce.cross_entropy(x[rep], t[rep], weight=w), rel=1e-13)
+
+
+# ---------------------------------------------------------------- K-dimensional inputs
+
+def test_k_dim_equals_moving_the_class_axis_last():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, 4, 2)).astype(np.float32)
+    t = rng.integers(0, 5, (3, 4, 2))
+    flat_x = np.moveaxis(x, 1, -1).reshape(-1, 5)
+    loss, grad = pyce.cross_entropy_and_grad(x, t, reduction="none")
+    l2, g2 = pyce.cross_entropy_and_grad(flat_x, t.reshape(-1), reduction="none")
+    np.testing.assert_array_equal(loss.reshape(-1), l2)
+    np.testing.assert_array_equal(np.moveaxis(grad, 1, -1).reshape(-1, 5), g2)
+
+
+def test_k_dim_non_contiguous_views():
+    rng = np.random.default_rng(8)
+    base = rng.standard_normal((4, 6, 5, 3))
+    t = rng.integers(0, 6, (4, 5, 3))
+    for x in (base[:, :, ::2, :], np.asfortranarray(base), base.transpose(0, 1, 3, 2).copy()
+              .transpose(0, 1, 3, 2)):
+        tt = t[:, ::2, :] if x.shape[2] == 3 else t
+        l_ref, g_ref = ref.cross_entropy_and_grad(np.ascontiguousarray(x), tt, reduction="sum")
+        loss, grad = pyce.cross_entropy_and_grad(x, tt, reduction="sum")
+        assert loss == pytest.approx(l_ref, rel=1e-12)
+        np.testing.assert_allclose(grad, g_ref, rtol=1e-11, atol=1e-14)
+
+
+def test_k_dim_overwrite_input_and_out():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 3, 3))
+    t = rng.integers(0, 4, (2, 3, 3))
+    expect_loss, expect_grad = pyce.cross_entropy_and_grad(x, t)
+    out = np.empty_like(x)
+    assert pyce.cross_entropy_and_grad(x, t, out=out)[1] is out
+    np.testing.assert_array_equal(out, expect_grad)
+    loss, g = pyce.cross_entropy_and_grad(x, t, overwrite_input=True)
+    assert g is x and loss == expect_loss
+    np.testing.assert_array_equal(x, expect_grad)
+
+
+# ---------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("kwargs,exc,pattern", [
+    (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
+    (dict(label_smoothing=1.5), ValueError, "label_smoothing"),
+    (dict(label_smoothing=float("nan")), ValueError, "label_smoothing"),
+    (dict(label_smoothing="x"), TypeError, "label_smoothing"),
+    (dict(weight=np.ones(3)), ValueError, r"weight.*\(4,\)"),
+    (dict(weight=np.ones((4, 1))), ValueError, "weight"),
+    (dict(weight=np.array([1.0, np.nan, 1, 1])), ValueError, "weight.*finite"),
+    (dict(weight=np.array([1.0, -1.0, 1, 1])), ValueError, "weight.*non-negative"),
+    (dict(sample_weight=np.ones(4)), ValueError, r"sample_weight.*\(5,\)"),
+    (dict(sample_weight=-np.ones(5)), ValueError, "sample_weight.*non-negative"),
+    (dict(ignore_index=1.0), TypeError, "ignore_index"),
+    (dict(z_loss=-1.0), ValueError, "z_loss"),
+])
+def test_option_errors(kwargs, exc, pattern):
+    x = np.zeros((5, 4))
+    with pytest.raises(exc, match=pattern):
+        pyce.cross_entropy(x, [0, 1, 2, 3, 0], **kwargs)
+    with pytest.raises(exc, match=pattern):
+        ref.cross_entropy(x, [0, 1, 2, 3, 0], **kwargs)
+
+
+def test_target_kind_errors():
+    x = np.zeros((5, 4))
+    with pytest.raises(ValueError, match="probabilities.*shape"):
+        pyce.cross_entropy(x, np.zeros(5))            # float where indices are expected
+    with pytest.raises(ValueError, match="target.*shape"):
+        pyce.cross_entropy(x, np.zeros((5, 4), np.int64))  # indices where probabilities are given
+    with pytest.raises(ValueError, match="probabilities.*shape"):
+        pyce.cross_entropy(x, np.zeros((5, 3)))
+    with pytest.raises(TypeError, match="target.*bool"):
+        pyce.cross_entropy(x, np.zeros(5, bool))
