@@ -11,9 +11,10 @@ import pytest
 import pyce
 
 
+@pytest.mark.parametrize("order", ["C", "F"])  # the Cython fast path, and _core's general path
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_float32_loss_overflow_is_inf_without_warning(reduction):
-    x = np.zeros((4, 2), np.float32)
+def test_float32_loss_overflow_is_inf_without_warning(reduction, order):
+    x = np.zeros((4, 2), np.float32, order=order)
     x[:, 0], x[:, 1] = 3e38, -3e38
     y = np.ones(4, np.int64)
     # float64 math: each row's loss is 6e38, beyond float32's max (3.4e38)
