@@ -162,7 +162,9 @@ cdef inline bint _plain(object a, int ndim):
 
 _float32 = np.float32
 _float64 = np.float64
+cdef double _FLT_MAX = 3.4028234663852886e38  # float32's largest finite value
 _nan = float("nan")
+_inf = float("inf")
 
 
 def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode,
@@ -268,6 +270,10 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     else:
         if red == 0:
             total = total / denom if denom != 0.0 else _nan
+        if typenum != cnp.NPY_DOUBLE and (total > _FLT_MAX or total < -_FLT_MAX):
+            # beyond float32's range: inf, as _core._reduce gives, without
+            # NumPy's "overflow encountered in cast" warning
+            total = _inf if total > 0 else -_inf
         loss = _float64(total) if typenum == cnp.NPY_DOUBLE else _float32(total)
     if mode == 0:
         return loss

@@ -72,11 +72,15 @@ def _run(p, grad, loss_rows, grad_scale, grad_output):
 
 
 def _reduce(p, total):
-    if p.reduction == "sum":
-        return p.x.dtype.type(total)
-    if p.denom == 0.0:
-        return p.x.dtype.type(np.nan)
-    return p.x.dtype.type(total / p.denom)
+    # The float64 total may exceed float32's range (a diverging network):
+    # the float32 loss is then inf, as in PyTorch, without NumPy's
+    # "overflow encountered in cast" warning pointing into pyce.
+    with np.errstate(over="ignore"):
+        if p.reduction == "sum":
+            return p.x.dtype.type(total)
+        if p.denom == 0.0:
+            return p.x.dtype.type(np.nan)
+        return p.x.dtype.type(total / p.denom)
 
 
 def _grad_target(p, out, overwrite_input):
