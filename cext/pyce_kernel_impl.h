@@ -82,14 +82,16 @@ PYCE_ALWAYS_INLINE double SFX(ce_row)(const pyce_ce_args *a, int64_t i,
     if (a->target) {
         const double wy = cw ? cw[y] : 1.0;
         target_w = (1.0 - eps) * wy;
-        xm_part = target_w * ((double)xr[y * sx] - md);
+        /* A zero weight contributes nothing, even for a -inf logit (0 * -inf
+         * would be NaN): classes are masked by weight 0 and logit -inf. */
+        xm_part = target_w != 0.0 ? target_w * ((double)xr[y * sx] - md) : 0.0;
         pcoef = target_w;
         if (eps > 0.0) {
             double swx = 0.0;
             if (cw) {
 #pragma omp simd reduction(+ : swx)
                 for (int64_t k = 0; k < c; k++)
-                    swx += cw[k] * ((double)xr[k * sx] - md);
+                    swx += cw[k] != 0.0 ? cw[k] * ((double)xr[k * sx] - md) : 0.0;
             } else {
 #pragma omp simd reduction(+ : swx)
                 for (int64_t k = 0; k < c; k++)

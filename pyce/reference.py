@@ -27,7 +27,8 @@ def log_softmax(x, axis=-1, *, out=None, n_threads=None):
     """(x - max) - log(sum(exp(x - max))) along axis."""
     x = as_float_array(x, "x")
     check_n_threads(n_threads)
-    m = np.max(x, axis=axis, keepdims=True)
+    # initial=-inf: an empty class axis gives an empty result, as the fast path does
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     shifted = x - m
     res = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     if out is not None:
@@ -41,7 +42,7 @@ def softmax(x, axis=-1, *, out=None, n_threads=None):
     """exp(x - max) / sum(exp(x - max)) along axis."""
     x = as_float_array(x, "x")
     check_n_threads(n_threads)
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
     res = e / np.sum(e, axis=axis, keepdims=True)
     if out is not None:
         check_out(out, x)
@@ -76,11 +77,15 @@ def _loss_and_grad(p, want_grad):
         r = np.arange(p.rows)
         w_y = w[y] * keep
         nll = -logp[r, y]
-        loss = (1 - eps) * w_y * nll
+        # np.where, not multiplication, for every mask: an ignored row or a
+        # zero-weight class contributes 0 even when its logits are NaN or -inf
+        # (0 * NaN and 0 * -inf would be NaN).
+        tw = (1 - eps) * w_y
+        loss = np.where(tw != 0, tw * nll, 0)
         if eps > 0:
-            # sum over classes of w_c * (-log p_c); 0 * -inf would be NaN for masked classes
+            # sum over classes of w_c * (-log p_c)
             smooth = -np.sum(np.where(w > 0, w * logp, 0), axis=1)
-            loss = loss + keep * (eps / p.c) * smooth
+            loss = loss + np.where(keep, (eps / p.c) * smooth, 0)
         coef = np.zeros((p.rows, p.c), dt)
         coef[r, y] = (1 - eps) * w_y
         coef += keep[:, None] * (eps / p.c) * w
@@ -91,7 +96,7 @@ def _loss_and_grad(p, want_grad):
         loss = -np.sum(np.where(coef != 0, coef * logp, 0), axis=1)
 
     if p.z_loss:
-        loss = loss + keep * p.z_loss * lse * lse
+        loss = loss + np.where(keep, p.z_loss * lse * lse, 0)
     loss = v * loss
     if not want_grad:
         return loss, None
