@@ -95,6 +95,9 @@ def _loss_and_grad(p, want_grad):
         coef = w * ((1 - eps) * t + eps / p.c)
         loss = -np.sum(np.where(coef != 0, coef * logp, 0), axis=1)
 
+    # A row whose softmax is undefined (a NaN, a +inf, or every logit -inf) has
+    # a NaN loss even where the masks above gave 0 (zero-weight target).
+    loss = np.where(keep & np.isnan(log_sum[:, 0]), np.nan, loss)
     if p.z_loss:
         loss = loss + np.where(keep, p.z_loss * lse * lse, 0)
     loss = v * loss

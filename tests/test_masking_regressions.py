@@ -55,3 +55,11 @@ def test_ignored_row_with_nan_logits_has_zero_loss(impl, opts):
 def test_softmax_of_empty_class_axis_is_empty(impl, fn):
     out = getattr(impl, fn)(np.zeros((3, 0)))
     assert out.shape == (3, 0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_nan_row_stays_nan_with_zero_weight_target(impl):
+    # The masks above must not hide a NaN row that is not ignored.
+    x = np.array([[np.nan, 0.0, 1.0], [0.0, np.inf, 1.0]])
+    loss = impl.cross_entropy(x, np.array([0, 0]), weight=[0.0, 1.0, 1.0], reduction="none")
+    assert np.isnan(loss).all()
