@@ -10,6 +10,9 @@ import pytest
 import pyce
 import pyce.reference as ref
 
+# The reference is plain NumPy: it warns on the inf/NaN these tests feed it, by design.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
 IMPLS = [pytest.param(pyce, id="fast"), pytest.param(ref, id="reference")]
 
 
