@@ -56,8 +56,9 @@ def _rows(p):
     return np.moveaxis(p.x3, 1, 2).reshape(-1, p.c)
 
 
-def _loss_and_grad(p, want_grad):
-    """Per-row losses (rows,) and d(sum of per-row losses)/d(logits) as (rows, C)."""
+def _loss_and_grad(p, grad_scale=None):
+    """Per-row losses (rows,) and, given the upstream gradient per row grad_scale
+    (rows, 1), the gradient with respect to the logits as (rows, C)."""
     x = _rows(p)
     dt = x.dtype
     eps = p.label_smoothing
@@ -101,14 +102,16 @@ def _loss_and_grad(p, want_grad):
     if p.z_loss:
         loss = loss + np.where(keep, p.z_loss * lse * lse, 0)
     loss = v * loss
-    if not want_grad:
+    if grad_scale is None:
         return loss, None
     # d/dx_k of sum_c coef_c * (-log p_c) = p_k * sum_c coef_c - coef_k
     prob = np.exp(logp)
     pcoef = np.sum(coef, axis=1, keepdims=True)
     if p.z_loss:
         pcoef = pcoef + (keep * 2 * p.z_loss * lse)[:, None]
-    grad = v[:, None] * (prob * pcoef - coef)
+    # sample weight times upstream gradient first: with 'mean' they often cancel
+    # (v / sum v), and multiplying either into the small terms first can underflow
+    grad = (v[:, None] * grad_scale) * (prob * pcoef - coef)
     grad[~keep] = 0
     return loss, grad
 
@@ -154,7 +157,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     """Reference softmax cross-entropy (see pyce.cross_entropy)."""
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
-    loss_rows, _ = _loss_and_grad(p, False)
+    loss_rows, _ = _loss_and_grad(p)
     return _reduce(p, loss_rows)
 
 
@@ -164,8 +167,8 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     """Reference gradient of cross_entropy (see pyce.cross_entropy_backward)."""
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
-    _, grad_rows = _loss_and_grad(p, True)
-    grad = _to_input_layout(p, (grad_rows * _grad_scale(p, grad_output)).astype(p.x.dtype))
+    _, grad_rows = _loss_and_grad(p, _grad_scale(p, grad_output))
+    grad = _to_input_layout(p, grad_rows.astype(p.x.dtype))
     if out is not None:
         check_out(out, p.x)
         out[...] = grad
@@ -179,8 +182,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
     """Reference (loss, grad) (see pyce.cross_entropy_and_grad)."""
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
-    loss_rows, grad_rows = _loss_and_grad(p, True)
-    grad = _to_input_layout(p, (grad_rows * _grad_scale(p, 1.0)).astype(p.x.dtype))
+    loss_rows, grad_rows = _loss_and_grad(p, _grad_scale(p, 1.0))
+    grad = _to_input_layout(p, grad_rows.astype(p.x.dtype))
     if overwrite_input:
         if out is not None:
             raise ValueError("pass either out= or overwrite_input=True, not both")

@@ -66,3 +66,14 @@ def test_nan_row_stays_nan_with_zero_weight_target(impl):
     x = np.array([[np.nan, 0.0, 1.0], [0.0, np.inf, 1.0]])
     loss = impl.cross_entropy(x, np.array([0, 0]), weight=[0.0, 1.0, 1.0], reduction="none")
     assert np.isnan(loss).all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_mean_gradient_with_tiny_sample_weight_does_not_underflow(impl):
+    # 'mean' divides by sum(sample_weight): v / sum(v) = 1 here, so the gradient is
+    # (p - t) exactly; the reference used to multiply v = 2.2e-308 into 3.5e-232 first
+    # and underflowed to 0.
+    x = np.zeros((1, 2))
+    t = np.array([[7.0e-232, 0.0]])
+    grad = impl.cross_entropy_backward(x, t, sample_weight=np.array([2.2250738585072014e-308]))
+    np.testing.assert_allclose(grad, [[-3.5e-232, 3.5e-232]], rtol=1e-14)
