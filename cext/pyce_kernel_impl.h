@@ -118,6 +118,8 @@ PYCE_ALWAYS_INLINE int SFX(ce_row_prep)(const pyce_ce_args *a, int64_t i,
     const double *cw = a->class_weight;
     const double eps = a->label_smoothing;
     const double eps_c = eps / (double)c;
+    rs->xm_part = 0.0;
+    rs->pcoef = 0.0;
     rs->smooth_x = 0.0;
     rs->target_w = 0.0;
     if (a->target) {
@@ -127,14 +129,16 @@ PYCE_ALWAYS_INLINE int SFX(ce_row_prep)(const pyce_ce_args *a, int64_t i,
             return 0;
         const double wy = cw ? cw[y] : 1.0;
         rs->target_w = (1.0 - eps) * wy;
-        rs->xm_part = rs->target_w * ((double)xr[y * sx] - md);
+        /* A zero weight contributes nothing, even for a -inf logit (0 * -inf
+         * would be NaN): classes are masked by weight 0 and logit -inf. */
+        rs->xm_part = rs->target_w != 0.0 ? rs->target_w * ((double)xr[y * sx] - md) : 0.0;
         rs->pcoef = rs->target_w;
         if (eps > 0.0) {
             double swx = 0.0;
             if (cw) {
 #pragma omp simd reduction(+ : swx)
                 for (int64_t k = 0; k < c; k++)
-                    swx += cw[k] * ((double)xr[k * sx] - md);
+                    swx += cw[k] != 0.0 ? cw[k] * ((double)xr[k * sx] - md) : 0.0;
             } else {
 #pragma omp simd reduction(+ : swx)
                 for (int64_t k = 0; k < c; k++)
@@ -279,7 +283,7 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64
             buf[k * L + r] = xrow[r][k * a->x_sc];
 #pragma omp simd
     for (int64_t r = 0; r < L; r++)
-        mv[r] = buf[r];
+        mv[r] = xrow[r][0];
     for (int64_t k = 1; k < c; k++) {
 #pragma omp simd
         for (int64_t r = 0; r < L; r++) {
@@ -351,7 +355,7 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes_plain)(const pyce_ce_args *a, int64_t i0,
     }
 #pragma omp simd
     for (int64_t r = 0; r < L; r++)
-        mv[r] = buf[r];
+        mv[r] = x[xoff[r]];
     for (int64_t k = 1; k < c; k++) {
 #pragma omp simd
         for (int64_t r = 0; r < L; r++) {
@@ -389,7 +393,11 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes_plain)(const pyce_ce_args *a, int64_t i0,
     for (int64_t r = 0; r < L; r++) {
         const double ls = pyce_log_f64(sv[r]);
         lsv[r] = ls;
-        lossv[r] = livev[r] ? wv[r] * (ls - (xyv[r] - (double)mv[r])) : 0.0;
+        /* as in ce_row_finish: w ls - w (x_y - m), where a zero weight makes
+         * the second term exactly 0 (a -inf target logit must not give NaN);
+         * a NaN row stays NaN through ls unless the row is ignored */
+        lossv[r] = livev[r] ? wv[r] * ls - (wv[r] != 0.0 ? wv[r] * (xyv[r] - (double)mv[r]) : 0.0)
+                            : 0.0;
     }
     if (grad) {
         T pcv[L];

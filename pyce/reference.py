@@ -27,7 +27,8 @@ def log_softmax(x, axis=-1, *, out=None, n_threads=None):
     """(x - max) - log(sum(exp(x - max))) along axis."""
     x = as_float_array(x, "x")
     check_n_threads(n_threads)
-    m = np.max(x, axis=axis, keepdims=True)
+    # initial=-inf: an empty class axis gives an empty result, as the fast path does
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     shifted = x - m
     res = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     if out is not None:
@@ -41,7 +42,7 @@ def softmax(x, axis=-1, *, out=None, n_threads=None):
     """exp(x - max) / sum(exp(x - max)) along axis."""
     x = as_float_array(x, "x")
     check_n_threads(n_threads)
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
     res = e / np.sum(e, axis=axis, keepdims=True)
     if out is not None:
         check_out(out, x)
@@ -55,8 +56,9 @@ def _rows(p):
     return np.moveaxis(p.x3, 1, 2).reshape(-1, p.c)
 
 
-def _loss_and_grad(p, want_grad):
-    """Per-row losses (rows,) and d(sum of per-row losses)/d(logits) as (rows, C)."""
+def _loss_and_grad(p, grad_scale=None):
+    """Per-row losses (rows,) and, given the upstream gradient per row grad_scale
+    (rows, 1), the gradient with respect to the logits as (rows, C)."""
     x = _rows(p)
     dt = x.dtype
     eps = p.label_smoothing
@@ -76,11 +78,15 @@ def _loss_and_grad(p, want_grad):
         r = np.arange(p.rows)
         w_y = w[y] * keep
         nll = -logp[r, y]
-        loss = (1 - eps) * w_y * nll
+        # np.where, not multiplication, for every mask: an ignored row or a
+        # zero-weight class contributes 0 even when its logits are NaN or -inf
+        # (0 * NaN and 0 * -inf would be NaN).
+        tw = (1 - eps) * w_y
+        loss = np.where(tw != 0, tw * nll, 0)
         if eps > 0:
-            # sum over classes of w_c * (-log p_c); 0 * -inf would be NaN for masked classes
+            # sum over classes of w_c * (-log p_c)
             smooth = -np.sum(np.where(w > 0, w * logp, 0), axis=1)
-            loss = loss + keep * (eps / p.c) * smooth
+            loss = loss + np.where(keep, (eps / p.c) * smooth, 0)
         coef = np.zeros((p.rows, p.c), dt)
         coef[r, y] = (1 - eps) * w_y
         coef += keep[:, None] * (eps / p.c) * w
@@ -90,17 +96,22 @@ def _loss_and_grad(p, want_grad):
         coef = w * ((1 - eps) * t + eps / p.c)
         loss = -np.sum(np.where(coef != 0, coef * logp, 0), axis=1)
 
+    # A row whose softmax is undefined (a NaN, a +inf, or every logit -inf) has
+    # a NaN loss even where the masks above gave 0 (zero-weight target).
+    loss = np.where(keep & np.isnan(log_sum[:, 0]), np.nan, loss)
     if p.z_loss:
-        loss = loss + keep * p.z_loss * lse * lse
+        loss = loss + np.where(keep, p.z_loss * lse * lse, 0)
     loss = v * loss
-    if not want_grad:
+    if grad_scale is None:
         return loss, None
     # d/dx_k of sum_c coef_c * (-log p_c) = p_k * sum_c coef_c - coef_k
     prob = np.exp(logp)
     pcoef = np.sum(coef, axis=1, keepdims=True)
     if p.z_loss:
         pcoef = pcoef + (keep * 2 * p.z_loss * lse)[:, None]
-    grad = v[:, None] * (prob * pcoef - coef)
+    # sample weight times upstream gradient first: with 'mean' they often cancel
+    # (v / sum v), and multiplying either into the small terms first can underflow
+    grad = (v[:, None] * grad_scale) * (prob * pcoef - coef)
     grad[~keep] = 0
     return loss, grad
 
@@ -146,7 +157,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     """Reference softmax cross-entropy (see pyce.cross_entropy)."""
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
-    loss_rows, _ = _loss_and_grad(p, False)
+    loss_rows, _ = _loss_and_grad(p)
     return _reduce(p, loss_rows)
 
 
@@ -156,8 +167,8 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     """Reference gradient of cross_entropy (see pyce.cross_entropy_backward)."""
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
-    _, grad_rows = _loss_and_grad(p, True)
-    grad = _to_input_layout(p, (grad_rows * _grad_scale(p, grad_output)).astype(p.x.dtype))
+    _, grad_rows = _loss_and_grad(p, _grad_scale(p, grad_output))
+    grad = _to_input_layout(p, grad_rows.astype(p.x.dtype))
     if out is not None:
         check_out(out, p.x)
         out[...] = grad
@@ -171,8 +182,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
     """Reference (loss, grad) (see pyce.cross_entropy_and_grad)."""
     p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
                  sample_weight, z_loss, n_threads)
-    loss_rows, grad_rows = _loss_and_grad(p, True)
-    grad = _to_input_layout(p, (grad_rows * _grad_scale(p, 1.0)).astype(p.x.dtype))
+    loss_rows, grad_rows = _loss_and_grad(p, _grad_scale(p, 1.0))
+    grad = _to_input_layout(p, grad_rows.astype(p.x.dtype))
     if overwrite_input:
         if out is not None:
             raise ValueError("pass either out= or overwrite_input=True, not both")
