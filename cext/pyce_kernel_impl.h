@@ -533,8 +533,86 @@ PYCE_ALWAYS_INLINE void SFX(softmax_row)(const T *restrict xr, int64_t sx,
     }
 }
 
+/* Small class counts: 16 rows at once across SIMD lanes, as in ce_lanes. */
+PYCE_ALWAYS_INLINE void SFX(softmax_lanes)(const pyce_softmax_args *a, int64_t i0, int64_t nrows)
+{
+    enum { L = 16 };
+    const T *x = (const T *)a->x;
+    T *out = (T *)a->out;
+    const int64_t c = a->c, d = a->d;
+    T buf[PYCE_SMALL_C * L];
+    T mv[L], scale[L];
+    double sv[L], lsv[L];
+    int64_t xoff[L], ooff[L];
+    for (int64_t r = 0; r < L; r++) {
+        const int64_t i = i0 + (r < nrows ? r : 0);
+        const int64_t n = d == 1 ? i : i / d;
+        const int64_t p = d == 1 ? 0 : i % d;
+        xoff[r] = n * a->x_sn + p * a->x_sd;
+        ooff[r] = n * a->o_sn + p * a->o_sd;
+    }
+    for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++)
+            buf[k * L + r] = x[xoff[r] + k * a->x_sc];
+    }
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++)
+        mv[r] = x[xoff[r]];
+    for (int64_t k = 1; k < c; k++) {
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++) {
+            const T v = buf[k * L + r];
+            mv[r] = v > mv[r] ? v : mv[r];
+        }
+    }
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++)
+        sv[r] = 0.0;
+    if (a->log) {
+        for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+            for (int64_t r = 0; r < L; r++)
+                sv[r] += (double)PYCE_EXP(buf[k * L + r] - mv[r]);
+        }
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++)
+            lsv[r] = pyce_log_f64(sv[r]);
+        for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+            for (int64_t r = 0; r < L; r++)
+                buf[k * L + r] = (T)(((double)buf[k * L + r] - (double)mv[r]) - lsv[r]);
+        }
+    } else {
+        for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+            for (int64_t r = 0; r < L; r++) {
+                const T e = PYCE_EXP(buf[k * L + r] - mv[r]);
+                buf[k * L + r] = e;
+                sv[r] += (double)e;
+            }
+        }
+#pragma omp simd
+        for (int64_t r = 0; r < L; r++)
+            scale[r] = (T)(1.0 / sv[r]);
+        for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+            for (int64_t r = 0; r < L; r++)
+                buf[k * L + r] = buf[k * L + r] * scale[r];
+        }
+    }
+    for (int64_t r = 0; r < nrows; r++)
+        for (int64_t k = 0; k < c; k++)
+            out[ooff[r] + k * a->o_sc] = buf[k * L + r];
+}
+
 PYCE_CLONES void SFX(pyce_softmax_block)(const pyce_softmax_args *a, int64_t i0, int64_t i1)
 {
+    if (a->c <= PYCE_SMALL_C) {
+        for (int64_t i = i0; i < i1; i += 16)
+            SFX(softmax_lanes)(a, i, i1 - i < 16 ? i1 - i : 16);
+        return;
+    }
     const T *x = (const T *)a->x;
     T *out = (T *)a->out;
     const int64_t d = a->d;
