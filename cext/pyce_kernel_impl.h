@@ -259,31 +259,22 @@ PYCE_ALWAYS_INLINE double SFX(ce_row)(const pyce_ce_args *a, int64_t i,
  * per lane: their logits are transposed into buf[k][lane] (in L1), then the
  * max, the exp-sum and the log run across lanes; the per-row bookkeeping
  * (prep/finish, the same code as the row path) reads the transposed exps. */
-PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
-                                        const T *x, T *grad, const T *tp, T *loss_out)
+/* ---- lanes: PYCE_LANES rows at once, one per SIMD lane ---- */
+
+/* Transposes rows x + xoff[r] (class stride sx) into buf[k * PYCE_LANES + r]
+ * and returns their maxima in mv. */
+PYCE_ALWAYS_INLINE void SFX(lanes_load_max)(const T *x, const int64_t *xoff, int64_t sx,
+                                            int64_t c, T *buf, T *mv)
 {
-    enum { L = 16 };
-    const int64_t c = a->c, d = a->d;
-    T buf[PYCE_SMALL_C * L];
-    T mv[L];
-    double sv[L], lsv[L];
-    const T *xrow[L];
-    T *grow[L];
-    const T *trow[L];
-    for (int64_t r = 0; r < L; r++) {
-        const int64_t i = i0 + (r < nrows ? r : 0);
-        const int64_t n = d == 1 ? i : i / d;
-        const int64_t p = d == 1 ? 0 : i % d;
-        xrow[r] = x + n * a->x_sn + p * a->x_sd;
-        grow[r] = grad ? grad + n * a->g_sn + p * a->g_sd : NULL;
-        trow[r] = tp ? tp + n * a->t_sn + p * a->t_sd : NULL;
-    }
-    for (int64_t k = 0; k < c; k++)
+    enum { L = PYCE_LANES };
+    for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
         for (int64_t r = 0; r < L; r++)
-            buf[k * L + r] = xrow[r][k * a->x_sc];
+            buf[k * L + r] = x[xoff[r] + k * sx];
+    }
 #pragma omp simd
     for (int64_t r = 0; r < L; r++)
-        mv[r] = xrow[r][0];
+        mv[r] = x[xoff[r]];
     for (int64_t k = 1; k < c; k++) {
 #pragma omp simd
         for (int64_t r = 0; r < L; r++) {
@@ -291,10 +282,12 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64
             mv[r] = v > mv[r] ? v : mv[r];
         }
     }
-    SFX(rowstate) rs[L];
-    int live[L];
-    for (int64_t r = 0; r < nrows; r++)
-        live[r] = SFX(ce_row_prep)(a, i0 + r, &buf[r], L, trow[r], a->t_sc, (double)mv[r], &rs[r]);
+}
+
+/* exp(buf - m) in place, with the row sums in sv (double). */
+PYCE_ALWAYS_INLINE void SFX(lanes_expsum)(T *buf, const T *mv, int64_t c, double *sv)
+{
+    enum { L = PYCE_LANES };
 #pragma omp simd
     for (int64_t r = 0; r < L; r++)
         sv[r] = 0.0;
@@ -306,6 +299,27 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64
             sv[r] += (double)e;
         }
     }
+}
+
+PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
+                                        const T *x, T *grad, const T *tp, T *loss_out)
+{
+    enum { L = PYCE_LANES };
+    const int64_t c = a->c;
+    T buf[PYCE_SMALL_C * L];
+    T mv[L];
+    double sv[L], lsv[L];
+    int64_t xoff[L], goff[L], toff[L];
+    lanes_offsets(i0, nrows, a->d, a->x_sn, a->x_sd, xoff);
+    lanes_offsets(i0, nrows, a->d, a->g_sn, a->g_sd, goff);
+    lanes_offsets(i0, nrows, a->d, a->t_sn, a->t_sd, toff);
+    SFX(lanes_load_max)(x, xoff, a->x_sc, c, buf, mv);
+    SFX(rowstate) rs[L];
+    int live[L];
+    for (int64_t r = 0; r < nrows; r++)
+        live[r] = SFX(ce_row_prep)(a, i0 + r, &buf[r], L, tp ? tp + toff[r] : NULL, a->t_sc,
+                                   (double)mv[r], &rs[r]);
+    SFX(lanes_expsum)(buf, mv, c, sv);
 #pragma omp simd
     for (int64_t r = 0; r < L; r++)
         lsv[r] = pyce_log_f64(sv[r]);
@@ -314,9 +328,10 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64
         double l = 0.0;
         if (live[r])
             l = SFX(ce_row_finish)(a, i0 + r, &rs[r], (double)mv[r], sv[r], lsv[r],
-                                   &buf[r], L, grow[r], a->g_sc, trow[r], a->t_sc);
-        else if (grow[r])
-            SFX(zero_row)(grow[r], a->g_sc, c);
+                                   &buf[r], L, grad ? grad + goff[r] : NULL, a->g_sc,
+                                   tp ? tp + toff[r] : NULL, a->t_sc);
+        else if (grad)
+            SFX(zero_row)(grad + goff[r], a->g_sc, c);
         if (loss_out)
             loss_out[i0 + r] = (T)l;
         total += l;
@@ -330,7 +345,7 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64
 PYCE_ALWAYS_INLINE double SFX(ce_lanes_plain)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
                                               const T *x, T *grad, T *loss_out)
 {
-    enum { L = 16 };
+    enum { L = PYCE_LANES };
     const int64_t c = a->c, d = a->d;
     const double *cw = a->class_weight;
     T buf[PYCE_SMALL_C * L];
@@ -338,44 +353,17 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes_plain)(const pyce_ce_args *a, int64_t i0,
     double sv[L], lsv[L], xyv[L], eyv[L], wv[L], gv[L], lossv[L];
     int64_t xoff[L], goff[L], yv[L];
     int livev[L];
+    lanes_offsets(i0, nrows, d, a->x_sn, a->x_sd, xoff);
+    lanes_offsets(i0, nrows, d, a->g_sn, a->g_sd, goff);
     for (int64_t r = 0; r < L; r++) {
-        const int64_t i = i0 + (r < nrows ? r : 0);
-        const int64_t n = d == 1 ? i : i / d;
-        const int64_t p = d == 1 ? 0 : i % d;
-        xoff[r] = n * a->x_sn + p * a->x_sd;
-        goff[r] = n * a->g_sn + p * a->g_sd;
-        const int64_t y = a->target[i];
+        const int64_t y = a->target[i0 + (r < nrows ? r : 0)];
         livev[r] = r < nrows && y != a->ignore_index;
         yv[r] = livev[r] ? y : 0;
     }
-    for (int64_t k = 0; k < c; k++) {
-#pragma omp simd
-        for (int64_t r = 0; r < L; r++)
-            buf[k * L + r] = x[xoff[r] + k];
-    }
-#pragma omp simd
-    for (int64_t r = 0; r < L; r++)
-        mv[r] = x[xoff[r]];
-    for (int64_t k = 1; k < c; k++) {
-#pragma omp simd
-        for (int64_t r = 0; r < L; r++) {
-            const T v = buf[k * L + r];
-            mv[r] = v > mv[r] ? v : mv[r];
-        }
-    }
+    SFX(lanes_load_max)(x, xoff, 1, c, buf, mv);
     for (int64_t r = 0; r < L; r++)
         xyv[r] = (double)buf[yv[r] * L + r];
-#pragma omp simd
-    for (int64_t r = 0; r < L; r++)
-        sv[r] = 0.0;
-    for (int64_t k = 0; k < c; k++) {
-#pragma omp simd
-        for (int64_t r = 0; r < L; r++) {
-            const T e = PYCE_EXP(buf[k * L + r] - mv[r]);
-            buf[k * L + r] = e;
-            sv[r] += (double)e;
-        }
-    }
+    SFX(lanes_expsum)(buf, mv, c, sv);
     for (int64_t r = 0; r < L; r++) {
         eyv[r] = (double)buf[yv[r] * L + r];
         const int64_t i = i0 + (r < nrows ? r : 0);
@@ -451,15 +439,15 @@ PYCE_CLONES double SFX(pyce_ce_block)(const pyce_ce_args *a, int64_t i0, int64_t
     double total = 0.0;
     if (a->c <= PYCE_SMALL_C && a->target && a->label_smoothing == 0.0 && a->z_loss == 0.0 &&
         a->x_sc == 1 && (!grad || a->g_sc == 1)) {
-        for (int64_t i = i0; i < i1; i += 16) {
-            const int64_t nrows = i1 - i < 16 ? i1 - i : 16;
+        for (int64_t i = i0; i < i1; i += PYCE_LANES) {
+            const int64_t nrows = i1 - i < PYCE_LANES ? i1 - i : PYCE_LANES;
             total += SFX(ce_lanes_plain)(a, i, nrows, x, grad, loss_out);
         }
         return total;
     }
     if (a->c <= PYCE_SMALL_C) {
-        for (int64_t i = i0; i < i1; i += 16) {
-            const int64_t nrows = i1 - i < 16 ? i1 - i : 16;
+        for (int64_t i = i0; i < i1; i += PYCE_LANES) {
+            const int64_t nrows = i1 - i < PYCE_LANES ? i1 - i : PYCE_LANES;
             total += SFX(ce_lanes)(a, i, nrows, x, grad, tp, loss_out);
         }
         return total;
@@ -536,7 +524,7 @@ PYCE_ALWAYS_INLINE void SFX(softmax_row)(const T *restrict xr, int64_t sx,
 /* Small class counts: 16 rows at once across SIMD lanes, as in ce_lanes. */
 PYCE_ALWAYS_INLINE void SFX(softmax_lanes)(const pyce_softmax_args *a, int64_t i0, int64_t nrows)
 {
-    enum { L = 16 };
+    enum { L = PYCE_LANES };
     const T *x = (const T *)a->x;
     T *out = (T *)a->out;
     const int64_t c = a->c, d = a->d;
@@ -544,28 +532,9 @@ PYCE_ALWAYS_INLINE void SFX(softmax_lanes)(const pyce_softmax_args *a, int64_t i
     T mv[L], scale[L];
     double sv[L], lsv[L];
     int64_t xoff[L], ooff[L];
-    for (int64_t r = 0; r < L; r++) {
-        const int64_t i = i0 + (r < nrows ? r : 0);
-        const int64_t n = d == 1 ? i : i / d;
-        const int64_t p = d == 1 ? 0 : i % d;
-        xoff[r] = n * a->x_sn + p * a->x_sd;
-        ooff[r] = n * a->o_sn + p * a->o_sd;
-    }
-    for (int64_t k = 0; k < c; k++) {
-#pragma omp simd
-        for (int64_t r = 0; r < L; r++)
-            buf[k * L + r] = x[xoff[r] + k * a->x_sc];
-    }
-#pragma omp simd
-    for (int64_t r = 0; r < L; r++)
-        mv[r] = x[xoff[r]];
-    for (int64_t k = 1; k < c; k++) {
-#pragma omp simd
-        for (int64_t r = 0; r < L; r++) {
-            const T v = buf[k * L + r];
-            mv[r] = v > mv[r] ? v : mv[r];
-        }
-    }
+    lanes_offsets(i0, nrows, d, a->x_sn, a->x_sd, xoff);
+    lanes_offsets(i0, nrows, d, a->o_sn, a->o_sd, ooff);
+    SFX(lanes_load_max)(x, xoff, a->x_sc, c, buf, mv);
 #pragma omp simd
     for (int64_t r = 0; r < L; r++)
         sv[r] = 0.0;
@@ -584,14 +553,7 @@ PYCE_ALWAYS_INLINE void SFX(softmax_lanes)(const pyce_softmax_args *a, int64_t i
                 buf[k * L + r] = (T)(((double)buf[k * L + r] - (double)mv[r]) - lsv[r]);
         }
     } else {
-        for (int64_t k = 0; k < c; k++) {
-#pragma omp simd
-            for (int64_t r = 0; r < L; r++) {
-                const T e = PYCE_EXP(buf[k * L + r] - mv[r]);
-                buf[k * L + r] = e;
-                sv[r] += (double)e;
-            }
-        }
+        SFX(lanes_expsum)(buf, mv, c, sv);
 #pragma omp simd
         for (int64_t r = 0; r < L; r++)
             scale[r] = (T)(1.0 / sv[r]);
@@ -609,8 +571,8 @@ PYCE_ALWAYS_INLINE void SFX(softmax_lanes)(const pyce_softmax_args *a, int64_t i
 PYCE_CLONES void SFX(pyce_softmax_block)(const pyce_softmax_args *a, int64_t i0, int64_t i1)
 {
     if (a->c <= PYCE_SMALL_C) {
-        for (int64_t i = i0; i < i1; i += 16)
-            SFX(softmax_lanes)(a, i, i1 - i < 16 ? i1 - i : 16);
+        for (int64_t i = i0; i < i1; i += PYCE_LANES)
+            SFX(softmax_lanes)(a, i, i1 - i < PYCE_LANES ? i1 - i : PYCE_LANES);
         return;
     }
     const T *x = (const T *)a->x;

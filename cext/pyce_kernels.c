@@ -60,8 +60,10 @@
 /* Block partition: at most this many blocks of at least PYCE_MIN_BLOCK rows. */
 #define PYCE_MAX_BLOCKS 256
 #define PYCE_MIN_BLOCK 64
-/* Up to this many classes, rows are processed 16 at a time across SIMD lanes. */
+/* Up to PYCE_SMALL_C classes, rows are processed PYCE_LANES at a time, one
+ * per SIMD lane (16 floats fill an AVX-512 register). */
 #define PYCE_SMALL_C 16
+#define PYCE_LANES 16
 
 static int64_t block_rows(int64_t rows)
 {
@@ -82,6 +84,17 @@ static int choose_threads(int requested, int64_t elements, int64_t nblocks)
     (void)requested; (void)elements; (void)nblocks;
     return 1;
 #endif
+}
+
+/* Element offsets of rows i0 .. i0+nrows-1 of an (n, c, d) array with
+ * strides (sn, sd); lanes past nrows repeat row i0 (computed, never stored). */
+static inline void lanes_offsets(int64_t i0, int64_t nrows, int64_t d, int64_t sn, int64_t sd,
+                                 int64_t *off)
+{
+    for (int64_t r = 0; r < PYCE_LANES; r++) {
+        const int64_t i = i0 + (r < nrows ? r : 0);
+        off[r] = d == 1 ? i * sn : (i / d) * sn + (i % d) * sd;
+    }
 }
 
 /* ---- float and double instantiations of the row kernels ---- */
