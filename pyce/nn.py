@@ -64,33 +64,55 @@ class Parameter:
 
     ``grad`` always exists (zeros until a backward pass). ``name`` is the
     PyTorch-style key ('weight', or '0.weight' inside a Sequential).
+
+    zero_grad() is lazy: it only marks the gradient as zero. The next
+    backward pass then writes its product straight into the array
+    (``np.matmul(..., out=)``) instead of zero-filling it and adding, which
+    saves a full pass over every weight per step. Reading ``grad`` while it
+    is marked zero fills it with zeros first, so callers always see PyTorch's
+    semantics: zeros after zero_grad(), accumulation (``+=``) over several
+    backward passes without one.
     """
-    __slots__ = ("data", "grad", "name", "_grad_is_zero")
+    __slots__ = ("data", "_grad", "name", "_grad_pending_zero")
 
     def __init__(self, data, name=""):
         self.data = data
-        self.grad = np.zeros_like(data)
+        self._grad = np.zeros_like(data)
         self.name = name
-        self._grad_is_zero = True  # lets backward write with out= instead of +=
+        self._grad_pending_zero = False
+
+    @property
+    def grad(self):
+        if self._grad_pending_zero:
+            self._grad.fill(0)
+            self._grad_pending_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+        self._grad_pending_zero = False
 
     def zero_grad(self):
-        self.grad.fill(0)
-        self._grad_is_zero = True
+        """Mark the gradient as zero (filled on the next read, or overwritten
+        by the next backward pass)."""
+        self._grad_pending_zero = True
 
     def _matmul_into_grad(self, a, b):
-        """grad += a @ b without a temporary when grad is known to be zero."""
-        if self._grad_is_zero:
-            np.matmul(a, b, out=self.grad)
-            self._grad_is_zero = False
+        """grad += a @ b; written in place (no temporary, no zero fill) after zero_grad."""
+        if self._grad_pending_zero:
+            np.matmul(a, b, out=self._grad)
+            self._grad_pending_zero = False
         else:
-            self.grad += a @ b
+            self._grad += a @ b
 
     def _sum_into_grad(self, g):
-        if self._grad_is_zero:
-            np.sum(g, axis=0, out=self.grad)
-            self._grad_is_zero = False
+        """grad += g.sum(axis=0); written in place after zero_grad."""
+        if self._grad_pending_zero:
+            np.sum(g, axis=0, out=self._grad)
+            self._grad_pending_zero = False
         else:
-            self.grad += g.sum(axis=0)
+            self._grad += g.sum(axis=0)
 
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
@@ -145,7 +167,6 @@ class Module:
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = np.zeros_like(p.data)
-            p._grad_is_zero = True
         self.dtype = np.dtype(dtype)
 
 
