@@ -33,6 +33,12 @@ cdef extern from "pyce_nn_kernels.h" nogil:
     void pyce_adam_step_f64(double *p, const double *g, double *m, double *v, int64_t n,
                             double wd, double w1, double beta2, double w2, double neg_step,
                             double bc2_sqrt, double eps)
+    void pyce_add_row_bias_f32(float *y, const float *b, int64_t rows, int64_t cols)
+    void pyce_add_row_bias_f64(double *y, const double *b, int64_t rows, int64_t cols)
+    void pyce_column_sum_f32(const float *g, float *out, int64_t rows, int64_t cols,
+                             int accumulate)
+    void pyce_column_sum_f64(const double *g, double *out, int64_t rows, int64_t cols,
+                             int accumulate)
 
 
 cdef inline void *_p(cnp.ndarray a) noexcept nogil:
@@ -85,6 +91,31 @@ def expm1_nonpositive(cnp.ndarray x, cnp.ndarray y):
             pyce_expm1_f64(<const double *>_p(x), <double *>_p(y), n)
         else:
             pyce_expm1_f32(<const float *>_p(x), <float *>_p(y), n)
+
+
+def add_row_bias(cnp.ndarray y, cnp.ndarray b):
+    """y[i, :] += b in place; y (rows, cols), b (cols,), one dtype, C-contiguous
+    (checked by pyce.nn.Linear)."""
+    cdef int64_t cols = cnp.PyArray_SIZE(b)
+    cdef int64_t rows = cnp.PyArray_SIZE(y) // cols if cols else 0
+    with nogil:
+        if cnp.PyArray_TYPE(y) == cnp.NPY_DOUBLE:
+            pyce_add_row_bias_f64(<double *>_p(y), <const double *>_p(b), rows, cols)
+        else:
+            pyce_add_row_bias_f32(<float *>_p(y), <const float *>_p(b), rows, cols)
+
+
+def column_sum(cnp.ndarray g, cnp.ndarray out, bint accumulate):
+    """out = sum(g, axis=0), or out += it with accumulate; g (rows, cols) and out
+    (cols,) of one dtype, C-contiguous (checked by pyce.nn.Linear). float32 sums
+    in double and rounds once."""
+    cdef int64_t cols = cnp.PyArray_SIZE(out)
+    cdef int64_t rows = cnp.PyArray_SIZE(g) // cols if cols else 0
+    with nogil:
+        if cnp.PyArray_TYPE(g) == cnp.NPY_DOUBLE:
+            pyce_column_sum_f64(<const double *>_p(g), <double *>_p(out), rows, cols, accumulate)
+        else:
+            pyce_column_sum_f32(<const float *>_p(g), <float *>_p(out), rows, cols, accumulate)
 
 
 cdef int _check_state(cnp.ndarray p, object arr, str what, str name) except -1:

@@ -38,7 +38,15 @@
  * behave as in torch). GCC may fuse a product into the following add (FMA)
  * in the x86-64-v3/v4 clones, as PyTorch's vectorized kernels do for
  * add(alpha=)/lerp/addcmul; results agree with torch to a few ulp
- * (tests/test_optim.py), not necessarily bit for bit.
+ * (tests/test_optim_fused.py), not necessarily bit for bit.
+ *
+ * Linear's bias, forward and backward (NumPy's broadcast add and its sum
+ * over axis 0 walk the rows with per-row overhead: 5-9 us for 64x256):
+ *   add_row_bias  y[i, :] += b                   one pass over y
+ *   column_sum    out (=|+=) sum_i g[i, :]       accumulated in double for
+ *                 float32 (rows summed in order; the error stays at one
+ *                 float32 rounding for any batch size), in the dtype for
+ *                 double; columns in blocks so the accumulators stay in L1.
  */
 #include "pyce_nn_kernels.h"
 #include "pyce_exp.h"
@@ -191,3 +199,43 @@ PYCE_ALWAYS_INLINE double pyce_sqrt_f64(double x) { return sqrt(x); }
 
 PYCE_OPTIM_DEFINE(float, f32)
 PYCE_OPTIM_DEFINE(double, f64)
+
+#define PYCE_COLSUM_BLOCK 256
+
+#define PYCE_BIAS_DEFINE(T, ACC, SFX)                                                \
+    PYCE_NN_CLONES void pyce_add_row_bias_##SFX(T *y, const T *b, int64_t rows,       \
+                                                int64_t cols)                        \
+    {                                                                                \
+        for (int64_t i = 0; i < rows; i++) {                                         \
+            T *yi = y + i * cols;                                                    \
+            _Pragma("omp simd")                                                      \
+            for (int64_t j = 0; j < cols; j++)                                       \
+                yi[j] = yi[j] + b[j];                                                \
+        }                                                                            \
+    }                                                                                \
+    PYCE_NN_CLONES void pyce_column_sum_##SFX(const T *g, T *out, int64_t rows,       \
+                                              int64_t cols, int accumulate)          \
+    {                                                                                \
+        ACC acc[PYCE_COLSUM_BLOCK];                                                  \
+        for (int64_t j0 = 0; j0 < cols; j0 += PYCE_COLSUM_BLOCK) {                   \
+            int64_t w = cols - j0 < PYCE_COLSUM_BLOCK ? cols - j0 : PYCE_COLSUM_BLOCK; \
+            for (int64_t j = 0; j < w; j++)                                          \
+                acc[j] = 0;                                                          \
+            for (int64_t i = 0; i < rows; i++) {                                     \
+                const T *gi = g + i * cols + j0;                                     \
+                _Pragma("omp simd")                                                  \
+                for (int64_t j = 0; j < w; j++)                                      \
+                    acc[j] += (ACC)gi[j];                                            \
+            }                                                                        \
+            if (accumulate) {                                                        \
+                for (int64_t j = 0; j < w; j++)                                      \
+                    out[j0 + j] = (T)((ACC)out[j0 + j] + acc[j]);                    \
+            } else {                                                                 \
+                for (int64_t j = 0; j < w; j++)                                      \
+                    out[j0 + j] = (T)acc[j];                                         \
+            }                                                                        \
+        }                                                                            \
+    }
+
+PYCE_BIAS_DEFINE(float, double, f32)
+PYCE_BIAS_DEFINE(double, double, f64)

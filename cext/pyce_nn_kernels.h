@@ -29,4 +29,11 @@ void pyce_adam_step_f64(double *p, const double *g, double *m, double *v, int64_
                         double wd, double w1, double beta2, double w2, double neg_step,
                         double bc2_sqrt, double eps);
 
+/* Linear's bias: y[i, :] += b; out = (accumulate ? out : 0) + sum over rows of g. */
+void pyce_add_row_bias_f32(float *y, const float *b, int64_t rows, int64_t cols);
+void pyce_add_row_bias_f64(double *y, const double *b, int64_t rows, int64_t cols);
+void pyce_column_sum_f32(const float *g, float *out, int64_t rows, int64_t cols, int accumulate);
+void pyce_column_sum_f64(const double *g, double *out, int64_t rows, int64_t cols,
+                         int accumulate);
+
 #endif

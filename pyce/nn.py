@@ -107,15 +107,26 @@ class Parameter:
             self._grad += a @ b
 
     def _sum_into_grad(self, g):
-        """grad += g.sum(axis=0); written in place after zero_grad."""
-        if self._grad_pending_zero:
-            np.sum(g, axis=0, out=self._grad)
-            self._grad_pending_zero = False
+        """grad += g.sum(axis=0); written in place after zero_grad. One pass in C
+        (float32 summed in double) when g is a C-contiguous 2-D array of grad's
+        dtype, else NumPy."""
+        grad = self._grad
+        if _is_c_array(g, grad.dtype, 2) and _is_c_array(grad, g.dtype, 1) \
+                and grad.shape[0] == g.shape[1]:
+            _nnk.column_sum(g, grad, not self._grad_pending_zero)
+        elif self._grad_pending_zero:
+            np.sum(g, axis=0, out=grad)
         else:
-            self._grad += g.sum(axis=0)
+            grad += g.sum(axis=0)
+        self._grad_pending_zero = False
 
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def _is_c_array(a, dtype, ndim):
+    return (type(a) is np.ndarray and a.dtype == dtype and a.ndim == ndim
+            and a.flags.c_contiguous)
 
 
 class Module:
@@ -208,7 +219,12 @@ class Linear(Module):
         self._x = x
         y = x @ self.weight.data.T
         if self.bias is not None:
-            y += self.bias.data
+            b = self.bias.data
+            if _is_c_array(b, y.dtype, 1) and b.shape[0] == y.shape[1] \
+                    and y.flags.c_contiguous:
+                _nnk.add_row_bias(y, b)  # one pass; NumPy's broadcast add is ~4x slower
+            else:
+                y += b
         return y
 
     def backward(self, grad, *, input_grad=True):

@@ -229,7 +229,10 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     is called and `early_stopping` (an EarlyStopping) is consulted.
 
     x_* are converted once to the model's dtype; y_* must be integer labels.
-    The loss must reduce to a scalar ('mean' or 'sum').
+    The loss must reduce to a scalar ('mean' or 'sum'). Each batch is
+    gathered into a buffer reused by every step: model.forward receives a
+    view that is overwritten by the next batch (pyce.nn's layers keep it
+    only until their backward pass).
 
     Progress: a bar on stderr only when stderr is a terminal and verbose > 0.
 
@@ -284,14 +287,26 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     ignore = getattr(loss_fn, "ignore_index", -100)
     step = len(history.step_losses)
 
+    # The batches are gathered into these buffers (np.take(out=)) instead of
+    # a fresh fancy-indexed copy per step; the model sees views of them that
+    # are valid until the next step.
+    rows_max = min(batch_size, n)
+    x_buf = np.empty((rows_max,) + x_train.shape[1:], x_train.dtype)
+    y_buf = np.empty(rows_max, y_train.dtype)
+    pred = np.empty(n, np.intp)  # argmax per trained row, in permutation order
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
         perm = rng.permutation(n)
         loss_sum = 0.0
-        correct = counted = 0
         for b in range(n_batches):
-            idx = perm[b * batch_size:(b + 1) * batch_size]
-            xb, yb = x_train[idx], y_train[idx]
+            lo = b * batch_size
+            idx = perm[lo:lo + batch_size]
+            rows = len(idx)
+            xb, yb = x_buf[:rows], y_buf[:rows]
+            # mode='clip': a permutation is always in range, and the default
+            # 'raise' would gather into a temporary buffer and copy
+            np.take(x_train, idx, axis=0, out=xb, mode="clip")
+            np.take(y_train, idx, out=yb, mode="clip")
             logits = model.forward(xb)
             loss = float(loss_fn.forward(logits, yb))
             step += 1
@@ -311,13 +326,14 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
                 model.backward(dlogits)
             optimizer.step()
             history.step_losses.append(loss)
-            rows = len(idx)
             loss_sum += loss if reduction == "sum" else loss * rows
-            keep = yb != ignore
-            correct += int((logits.argmax(axis=1)[keep] == yb[keep]).sum())
-            counted += int(keep.sum())
+            np.argmax(logits, axis=1, out=pred[lo:lo + rows])  # accuracy once per epoch
             if bar is not None:
                 bar.update(epoch, b + 1, loss)
+        y_perm = y_train[perm]
+        keep = y_perm != ignore
+        correct = int(np.count_nonzero((pred == y_perm) & keep))
+        counted = int(np.count_nonzero(keep))
         rec = {"epoch": epoch, "train_loss": loss_sum / n,
                "train_accuracy": correct / counted if counted else float("nan"),
                "test_loss": None, "test_accuracy": None, "seconds": 0.0,
