@@ -152,3 +152,19 @@ def test_fit_validates_arguments(digits):
     with pytest.raises(ValueError, match="reduction"):
         train.fit(model, nn.CrossEntropyLoss(reduction="none"), opt, x, y, epochs=1,
                   batch_size=8)
+
+
+def test_train_accuracy_counts_every_row_once_without_ignored_labels():
+    # lr=0 keeps the weights, so the epoch's accuracy must equal predict()'s;
+    # 103 rows in batches of 10 leave a partial last batch
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((103, 6))
+    y = rng.integers(0, 3, 103)
+    y[[0, 17, 55]] = -100
+    model = nn.mlp([6, 8, 3], rng=0)
+    h = train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0), x, y,
+                  epochs=2, batch_size=10, verbose=0)
+    keep = y != -100
+    want = np.mean(model.predict(x)[keep] == y[keep])
+    assert h.epochs[0]["train_accuracy"] == pytest.approx(want, abs=1e-12)
+    assert h.epochs[1]["train_accuracy"] == pytest.approx(want, abs=1e-12)
