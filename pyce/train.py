@@ -9,11 +9,13 @@ Each epoch draws one permutation from a numpy Generator seeded with `seed`
 (nothing else uses it), so a run is reproducible, and a checkpoint holding
 the Generator's state resumes to exactly the result of an uninterrupted run.
 """
+import contextlib
 import json
 import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -218,7 +220,7 @@ def _divergence_message(step, epoch, batch, n_batches, loss, reduction, batch_si
 
 def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_test=None,
         y_test=None, seed=0, verbose=1, early_stopping=None, checkpoint=None, resume=None,
-        on_epoch=None):
+        on_epoch=None, blas_threads=None):
     """Train `model` with mini-batch steps; returns a History.
 
     Per epoch: one permutation of the training rows from
@@ -245,7 +247,41 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     model architecture, optimizer type and batch_size; training continues
     after its last epoch up to `epochs` in total and gives the same weights
     and History as an uninterrupted run.
+
+    blas_threads: None (default) leaves NumPy's BLAS as configured; a
+    positive int limits it to that many threads during the call, through
+    threadpoolctl when it is installed (an optional package: without it a
+    RuntimeWarning says so and training runs with the BLAS default). The
+    products of a small MLP (e.g. 64x64 @ 64x256) are too small to gain from
+    threads: on the 2-core machine of bench/bench_trainer.py blas_threads=1
+    was faster even when idle, and several times faster when other
+    processes kept the cores busy.
     """
+    if blas_threads is not None:
+        blas_threads = _positive_int("blas_threads", blas_threads)
+    with _blas_limit(blas_threads):
+        return _fit(model, loss_fn, optimizer, x_train, y_train, epochs=epochs,
+                    batch_size=batch_size, x_test=x_test, y_test=y_test, seed=seed,
+                    verbose=verbose, early_stopping=early_stopping, checkpoint=checkpoint,
+                    resume=resume, on_epoch=on_epoch)
+
+
+def _blas_limit(threads):
+    """A context limiting NumPy's BLAS to `threads` threads (threadpoolctl, optional)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        warnings.warn(f"blas_threads={threads} needs the optional package threadpoolctl "
+                      f"(pip install threadpoolctl); training with the BLAS's default threads",
+                      RuntimeWarning, stacklevel=3)
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_test, y_test,
+         seed, verbose, early_stopping, checkpoint, resume, on_epoch):
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
     if getattr(loss_fn, "reduction", "mean") not in ("mean", "sum"):
