@@ -1,7 +1,7 @@
 """Trainer benchmarks (not timed tests). The report, with the load average and
 the CPU share other processes took next to every number:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_trainer.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_trainer.py [digits cifar threads]
 
 or through pytest-benchmark (same measurements, pytest's table):
 
@@ -18,6 +18,10 @@ one epoch of fit; every matrix product of the layers goes through
 pyce.nn._matmul, which is rebound to a timed np.matmul, so "inside the
 matrix products" is measured directly and everything else (gather, bias,
 ELU, loss, zero_grad, optimizer step, Python) is the rest of the epoch.
+
+threads: the digits epoch and its largest product with the BLAS at 1 and at
+2 threads, alternating, to tell the cost of threads on tiny products from
+the cost of other processes holding the cores.
 """
 import gzip
 import os
@@ -210,6 +214,35 @@ def cifar_report(out=sys.stdout, n=50_000):
               f"{1 - mm / total:.1%} (optimizer step {step / total:.1%})   ({load})", file=out)
 
 
+def blas_threads_report(out=sys.stdout, rounds=3):
+    """Digits epoch and its largest product (64x64 @ 64x256, float32) with the
+    BLAS limited to 1 and to 2 threads, alternating, each with the CPU share
+    other processes took meanwhile (threadpoolctl, skipped without it)."""
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        print("blas threads: threadpoolctl is not installed, skipped", file=out)
+        return
+    blas = [(i["internal_api"], i["num_threads"], i.get("architecture"))
+            for i in threadpool_info() if i["user_api"] == "blas"]
+    print(f"BLAS threads (NumPy's BLAS: {blas}): median / best", file=out)
+    x, y = _digits()
+    a = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    b = np.random.default_rng(1).random((64, 256), dtype=np.float32)
+
+    def products():
+        for _ in range(100):
+            a @ b
+    for _ in range(rounds):
+        for threads in (1, 2):
+            with threadpool_limits(threads, user_api="blas"):
+                med, best, load = _time(_pyce_digits(x, y, None), repeats=15)
+                pm, pb, pload = _time(products, repeats=15)
+            print(f"  {threads} thread{'s' if threads > 1 else ' '}: digits epoch "
+                  f"{med * 1e3:6.2f} / {best * 1e3:6.2f} ms ({load}); 64x64 @ 64x256 "
+                  f"{pm * 1e4:6.1f} / {pb * 1e4:5.1f} us ({pload})", file=out)
+
+
 # ---------------------------------------------------------------- pytest-benchmark
 
 @pytest.mark.benchmark(group="digits-epoch")
@@ -253,5 +286,10 @@ def test_cifar_non_matmul_share(benchmark):
 
 
 if __name__ == "__main__":
-    digits_report()
-    cifar_report()
+    what = sys.argv[1:] or ["digits", "cifar", "threads"]
+    if "digits" in what:
+        digits_report()
+    if "cifar" in what:
+        cifar_report()
+    if "threads" in what:
+        blas_threads_report()
