@@ -76,7 +76,8 @@ class Parameter:
     saves a full pass over every weight per step. Reading ``grad`` while it
     is marked zero fills it with zeros first, so callers always see PyTorch's
     semantics: zeros after zero_grad(), accumulation (``+=``) over several
-    backward passes without one.
+    backward passes without one. (An array reference taken from ``grad``
+    before zero_grad() keeps its old values until ``grad`` is read again.)
     """
     __slots__ = ("data", "_grad", "name", "_grad_pending_zero")
 
