@@ -1,7 +1,8 @@
 """Trainer benchmarks (not timed tests). The report, with the load average and
 the CPU share other processes took next to every number:
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_trainer.py [digits cifar threads]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_trainer.py \
+        [digits] [cifar] [threads]
 
 or through pytest-benchmark (same measurements, pytest's table):
 

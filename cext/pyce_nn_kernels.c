@@ -23,8 +23,12 @@
  * against NumPy's expm1 densely over [-90, 0].
  *
  * Optimizer steps (pyce.optim), one read of param/grad/state and one write
- * per element instead of NumPy's four to nine passes with temporaries. The
- * operations and their order are torch.optim's single-tensor ones:
+ * per element instead of NumPy's four to nine passes with temporaries. They
+ * are memory-bound: a 3072x256 float32 SGD-momentum step moves 16 MB in
+ * 0.32 ms, the bytes per second of np.add over the same arrays. They stay
+ * serial: with 2 OpenMP threads the same step took 0.9-11 ms while other
+ * processes held the 2 shared cores (load average 3.5). The operations and
+ * their order are torch.optim's single-tensor ones:
  *   SGD  d = grad + wd*p;  buf = d (first step) or mu*buf + d;
  *        d = d + mu*buf (nesterov) or buf;  p = p - lr*d
  *   Adam d = grad + wd*p;  m = lerp(m, d, 1 - beta1) (PyTorch's two-sided
@@ -32,10 +36,10 @@
  *        p = p + (-step_size*m) / (sqrt(v)/bc2_sqrt + eps)
  * in the parameter's dtype; the scalars (1 - beta1, 1 - beta2, -step_size,
  * bc2_sqrt = sqrt(1 - beta2^t)) are computed in double by the caller and
- * rounded once to the dtype, as PyTorch does with Python-float arguments. Options are loop-invariant, so each call goes
- * through a switch to a loop specialized for them (no per-element branch;
- * an option that is off is skipped, not multiplied by 0, so inf/NaN in p
- * behave as in torch). GCC may fuse a product into the following add (FMA)
+ * rounded once to the dtype, as PyTorch does with Python-float arguments.
+ * Options are loop-invariant, so each call goes through a switch to a loop
+ * specialized for them (no per-element branch; an option that is off is
+ * skipped, not multiplied by 0, so inf/NaN in p behave as in torch). GCC may fuse a product into the following add (FMA)
  * in the x86-64-v3/v4 clones, as PyTorch's vectorized kernels do for
  * add(alpha=)/lerp/addcmul; results agree with torch to a few ulp
  * (tests/test_optim_fused.py), not necessarily bit for bit.
