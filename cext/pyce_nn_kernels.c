@@ -39,10 +39,11 @@
  * rounded once to the dtype, as PyTorch does with Python-float arguments.
  * Options are loop-invariant, so each call goes through a switch to a loop
  * specialized for them (no per-element branch; an option that is off is
- * skipped, not multiplied by 0, so inf/NaN in p behave as in torch). GCC may fuse a product into the following add (FMA)
- * in the x86-64-v3/v4 clones, as PyTorch's vectorized kernels do for
- * add(alpha=)/lerp/addcmul; results agree with torch to a few ulp
- * (tests/test_optim_fused.py), not necessarily bit for bit.
+ * skipped, not multiplied by 0, so inf/NaN in p behave as in torch). GCC
+ * may fuse a product into the following add (FMA) in the x86-64-v3/v4
+ * clones, as PyTorch's vectorized kernels do for add(alpha=)/lerp/addcmul;
+ * results agree with torch to a few ulp (tests/test_optim_fused.py), not
+ * necessarily bit for bit.
  *
  * Linear's bias, forward and backward (NumPy's broadcast add and its sum
  * over axis 0 walk the rows with per-row overhead: 5-9 us for 64x256):
