@@ -1,8 +1,11 @@
 # cython: language_level=3
-"""Cython layer over cext/pyce_nn_kernels.c: pyce.nn's activation kernels.
+"""Cython layer over cext/pyce_nn_kernels.c: pyce.nn's activation kernels and
+pyce.optim's fused SGD/Adam steps.
 
-Arguments are validated by pyce/nn.py: C-contiguous arrays of one dtype
-(float32 or float64) and equal size. Each call is one pass without the GIL.
+Activation arguments are validated by pyce/nn.py: C-contiguous arrays of one
+dtype (float32 or float64) and equal size. The optimizer steps validate their
+arrays here (cheap C checks, every step) because parameters can be replaced
+by the user between steps. Each call is one pass without the GIL.
 """
 cimport numpy as cnp
 from libc.stdint cimport int64_t
@@ -20,6 +23,22 @@ cdef extern from "pyce_nn_kernels.h" nogil:
     void pyce_relu_bwd_f64(const double *y, const double *g, double *dx, int64_t n)
     void pyce_expm1_f32(const float *x, float *y, int64_t n)
     void pyce_expm1_f64(const double *x, double *y, int64_t n)
+    void pyce_sgd_step_f32(float *p, const float *g, float *buf, int64_t n,
+                           float lr, float mu, float wd, int nesterov, int first)
+    void pyce_sgd_step_f64(double *p, const double *g, double *buf, int64_t n,
+                           double lr, double mu, double wd, int nesterov, int first)
+    void pyce_adam_step_f32(float *p, const float *g, float *m, float *v, int64_t n,
+                            float wd, float w1, float beta2, float w2, float neg_step,
+                            float bc2_sqrt, float eps)
+    void pyce_adam_step_f64(double *p, const double *g, double *m, double *v, int64_t n,
+                            double wd, double w1, double beta2, double w2, double neg_step,
+                            double bc2_sqrt, double eps)
+    void pyce_add_row_bias_f32(float *y, const float *b, int64_t rows, int64_t cols)
+    void pyce_add_row_bias_f64(double *y, const double *b, int64_t rows, int64_t cols)
+    void pyce_column_sum_f32(const float *g, float *out, int64_t rows, int64_t cols,
+                             int accumulate)
+    void pyce_column_sum_f64(const double *g, double *out, int64_t rows, int64_t cols,
+                             int accumulate)
 
 
 cdef inline void *_p(cnp.ndarray a) noexcept nogil:
@@ -72,3 +91,109 @@ def expm1_nonpositive(cnp.ndarray x, cnp.ndarray y):
             pyce_expm1_f64(<const double *>_p(x), <double *>_p(y), n)
         else:
             pyce_expm1_f32(<const float *>_p(x), <float *>_p(y), n)
+
+
+def add_row_bias(cnp.ndarray y, cnp.ndarray b):
+    """y[i, :] += b in place; y (rows, cols), b (cols,), one dtype, C-contiguous
+    (checked by pyce.nn.Linear)."""
+    cdef int64_t cols = cnp.PyArray_SIZE(b)
+    cdef int64_t rows = cnp.PyArray_SIZE(y) // cols if cols else 0
+    with nogil:
+        if cnp.PyArray_TYPE(y) == cnp.NPY_DOUBLE:
+            pyce_add_row_bias_f64(<double *>_p(y), <const double *>_p(b), rows, cols)
+        else:
+            pyce_add_row_bias_f32(<float *>_p(y), <const float *>_p(b), rows, cols)
+
+
+def column_sum(cnp.ndarray g, cnp.ndarray out, bint accumulate):
+    """out = sum(g, axis=0), or out += it with accumulate; g (rows, cols) and out
+    (cols,) of one dtype, C-contiguous (checked by pyce.nn.Linear). float32 sums
+    in double and rounds once."""
+    cdef int64_t cols = cnp.PyArray_SIZE(out)
+    cdef int64_t rows = cnp.PyArray_SIZE(g) // cols if cols else 0
+    with nogil:
+        if cnp.PyArray_TYPE(g) == cnp.NPY_DOUBLE:
+            pyce_column_sum_f64(<const double *>_p(g), <double *>_p(out), rows, cols, accumulate)
+        else:
+            pyce_column_sum_f32(<const float *>_p(g), <float *>_p(out), rows, cols, accumulate)
+
+
+cdef int _check_state(cnp.ndarray p, object arr, str what, str name) except -1:
+    """arr must be a C-contiguous, writeable-if-state array like p (same dtype and shape)."""
+    if not isinstance(arr, cnp.ndarray):
+        raise TypeError(f"parameter {name!r}: {what} must be a NumPy array, got "
+                        f"{type(arr).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(p) or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
+            or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(p) \
+            or not cnp.PyArray_SAMESHAPE(a, p):
+        po, ao = <object>p, <object>a  # Python views for the message
+        raise ValueError(f"parameter {name!r}: {what} must be a C-contiguous {po.dtype} array "
+                         f"of shape {po.shape} like the parameter, got {ao.dtype} {ao.shape}"
+                         f"{'' if ao.flags.c_contiguous else ' (not C-contiguous)'}")
+    if what != "grad" and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"parameter {name!r}: {what} is read-only")
+    return 0
+
+
+cdef int _check_param(cnp.ndarray p, str name) except -1:
+    cdef int t = cnp.PyArray_TYPE(p)
+    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+        raise TypeError(f"parameter {name!r}: data must be float32 or float64, got "
+                        f"{(<object>p).dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(p) or not cnp.PyArray_ISWRITEABLE(p):
+        raise ValueError(f"parameter {name!r}: data must be a writeable C-contiguous array")
+    return 0
+
+
+def sgd_step(cnp.ndarray p, object g, object buf, double lr, double momentum,
+             double weight_decay, bint nesterov, bint first, str name=""):
+    """One fused SGD step in place on p (and buf), PyTorch's rule (dampening 0):
+    d = g + weight_decay*p; buf = d if first else momentum*buf + d;
+    d = d + momentum*buf if nesterov else buf; p -= lr*d.
+    buf is None (and unused) when momentum == 0. Arithmetic in p's dtype."""
+    _check_param(p, name)
+    _check_state(p, g, "grad", name)
+    cdef bint use_buf = momentum != 0
+    if use_buf:
+        _check_state(p, buf, "momentum_buffer", name)
+    cdef int64_t n = cnp.PyArray_SIZE(p)
+    cdef void *gp = _p(<cnp.ndarray>g)
+    cdef void *bp = _p(<cnp.ndarray>buf) if use_buf else NULL
+    with nogil:
+        if cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE:
+            pyce_sgd_step_f64(<double *>_p(p), <const double *>gp, <double *>bp, n,
+                              lr, momentum, weight_decay, nesterov, first)
+        else:
+            pyce_sgd_step_f32(<float *>_p(p), <const float *>gp, <float *>bp, n,
+                              <float>lr, <float>momentum, <float>weight_decay, nesterov, first)
+
+
+def adam_step(cnp.ndarray p, object g, object exp_avg, object exp_avg_sq,
+              double weight_decay, double beta1, double beta2, double step_size,
+              double bc2_sqrt, double eps, str name=""):
+    """One fused Adam step in place on p, exp_avg, exp_avg_sq (torch.optim.Adam,
+    L2 weight decay): d = g + weight_decay*p; exp_avg = lerp(exp_avg, d, 1 - beta1);
+    exp_avg_sq = beta2*exp_avg_sq + (1 - beta2)*d*d;
+    p -= step_size*exp_avg / (sqrt(exp_avg_sq)/bc2_sqrt + eps).
+    The caller computes step_size = lr/(1 - beta1^t) and bc2_sqrt = sqrt(1 - beta2^t)
+    in double. Arithmetic in p's dtype."""
+    _check_param(p, name)
+    _check_state(p, g, "grad", name)
+    _check_state(p, exp_avg, "exp_avg", name)
+    _check_state(p, exp_avg_sq, "exp_avg_sq", name)
+    cdef int64_t n = cnp.PyArray_SIZE(p)
+    cdef void *gp = _p(<cnp.ndarray>g)
+    cdef void *mp = _p(<cnp.ndarray>exp_avg)
+    cdef void *vp = _p(<cnp.ndarray>exp_avg_sq)
+    # 1 - beta in double, then rounded to the dtype (as torch with Python floats)
+    cdef double w1 = 1.0 - beta1, w2 = 1.0 - beta2, neg_step = -step_size
+    with nogil:
+        if cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE:
+            pyce_adam_step_f64(<double *>_p(p), <const double *>gp, <double *>mp,
+                               <double *>vp, n, weight_decay, w1, beta2, w2, neg_step,
+                               bc2_sqrt, eps)
+        else:
+            pyce_adam_step_f32(<float *>_p(p), <const float *>gp, <float *>mp, <float *>vp, n,
+                               <float>weight_decay, <float>w1, <float>beta2, <float>w2,
+                               <float>neg_step, <float>bc2_sqrt, <float>eps)

@@ -28,6 +28,11 @@ __all__ = ["Parameter", "Module", "Linear", "ELU", "ReLU", "Sequential",
 
 _FLOATS = (np.float32, np.float64)
 
+# Every matrix product of the layers goes through this name (looked up at
+# call time), so bench/bench_trainer.py can time the products alone by
+# rebinding it; it is np.matmul, the same BLAS call as the @ operator.
+_matmul = np.matmul
+
 
 def _check_dtype(dtype):
     dt = np.dtype(dtype)
@@ -64,36 +69,70 @@ class Parameter:
 
     ``grad`` always exists (zeros until a backward pass). ``name`` is the
     PyTorch-style key ('weight', or '0.weight' inside a Sequential).
+
+    zero_grad() is lazy: it only marks the gradient as zero. The next
+    backward pass then writes its product straight into the array
+    (``np.matmul(..., out=)``) instead of zero-filling it and adding, which
+    saves a full pass over every weight per step. Reading ``grad`` while it
+    is marked zero fills it with zeros first, so callers always see PyTorch's
+    semantics: zeros after zero_grad(), accumulation (``+=``) over several
+    backward passes without one. (An array reference taken from ``grad``
+    before zero_grad() keeps its old values until ``grad`` is read again.)
     """
-    __slots__ = ("data", "grad", "name", "_grad_is_zero")
+    __slots__ = ("data", "_grad", "name", "_grad_pending_zero")
 
     def __init__(self, data, name=""):
         self.data = data
-        self.grad = np.zeros_like(data)
+        self._grad = np.zeros_like(data)
         self.name = name
-        self._grad_is_zero = True  # lets backward write with out= instead of +=
+        self._grad_pending_zero = False
+
+    @property
+    def grad(self):
+        if self._grad_pending_zero:
+            self._grad.fill(0)
+            self._grad_pending_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+        self._grad_pending_zero = False
 
     def zero_grad(self):
-        self.grad.fill(0)
-        self._grad_is_zero = True
+        """Mark the gradient as zero (filled on the next read, or overwritten
+        by the next backward pass)."""
+        self._grad_pending_zero = True
 
     def _matmul_into_grad(self, a, b):
-        """grad += a @ b without a temporary when grad is known to be zero."""
-        if self._grad_is_zero:
-            np.matmul(a, b, out=self.grad)
-            self._grad_is_zero = False
+        """grad += a @ b; written in place (no temporary, no zero fill) after zero_grad."""
+        if self._grad_pending_zero:
+            _matmul(a, b, out=self._grad)
+            self._grad_pending_zero = False
         else:
-            self.grad += a @ b
+            self._grad += _matmul(a, b)
 
     def _sum_into_grad(self, g):
-        if self._grad_is_zero:
-            np.sum(g, axis=0, out=self.grad)
-            self._grad_is_zero = False
+        """grad += g.sum(axis=0); written in place after zero_grad. One pass in C
+        (float32 summed in double) when g is a C-contiguous 2-D array of grad's
+        dtype, else NumPy."""
+        grad = self._grad
+        if _is_c_array(g, grad.dtype, 2) and _is_c_array(grad, g.dtype, 1) \
+                and grad.shape[0] == g.shape[1]:
+            _nnk.column_sum(g, grad, not self._grad_pending_zero)
+        elif self._grad_pending_zero:
+            np.sum(g, axis=0, out=grad)
         else:
-            self.grad += g.sum(axis=0)
+            grad += g.sum(axis=0)
+        self._grad_pending_zero = False
 
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def _is_c_array(a, dtype, ndim):
+    return (type(a) is np.ndarray and a.dtype == dtype and a.ndim == ndim
+            and a.flags.c_contiguous)
 
 
 class Module:
@@ -145,7 +184,6 @@ class Module:
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = np.zeros_like(p.data)
-            p._grad_is_zero = True
         self.dtype = np.dtype(dtype)
 
 
@@ -185,9 +223,14 @@ class Linear(Module):
     def forward(self, x):
         x = _as_input(x, self.dtype, self.in_features, "Linear")
         self._x = x
-        y = x @ self.weight.data.T
+        y = _matmul(x, self.weight.data.T)
         if self.bias is not None:
-            y += self.bias.data
+            b = self.bias.data
+            if _is_c_array(b, y.dtype, 1) and b.shape[0] == y.shape[1] \
+                    and y.flags.c_contiguous:
+                _nnk.add_row_bias(y, b)  # one pass; NumPy's broadcast add is ~4x slower
+            else:
+                y += b
         return y
 
     def backward(self, grad, *, input_grad=True):
@@ -196,7 +239,7 @@ class Linear(Module):
         self.weight._matmul_into_grad(grad.T, self._x)
         if self.bias is not None:
             self.bias._sum_into_grad(grad)
-        return grad @ self.weight.data if input_grad else None
+        return _matmul(grad, self.weight.data) if input_grad else None
 
     def _spec(self):
         return ["Linear", self.in_features, self.out_features, self.bias is not None]

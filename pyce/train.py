@@ -9,11 +9,13 @@ Each epoch draws one permutation from a numpy Generator seeded with `seed`
 (nothing else uses it), so a run is reproducible, and a checkpoint holding
 the Generator's state resumes to exactly the result of an uninterrupted run.
 """
+import contextlib
 import json
 import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -218,7 +220,7 @@ def _divergence_message(step, epoch, batch, n_batches, loss, reduction, batch_si
 
 def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_test=None,
         y_test=None, seed=0, verbose=1, early_stopping=None, checkpoint=None, resume=None,
-        on_epoch=None):
+        on_epoch=None, blas_threads=None):
     """Train `model` with mini-batch steps; returns a History.
 
     Per epoch: one permutation of the training rows from
@@ -229,7 +231,10 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     is called and `early_stopping` (an EarlyStopping) is consulted.
 
     x_* are converted once to the model's dtype; y_* must be integer labels.
-    The loss must reduce to a scalar ('mean' or 'sum').
+    The loss must reduce to a scalar ('mean' or 'sum'). Each batch is
+    gathered into a buffer reused by every step: model.forward receives a
+    view that is overwritten by the next batch (pyce.nn's layers keep it
+    only until their backward pass).
 
     Progress: a bar on stderr only when stderr is a terminal and verbose > 0.
 
@@ -242,7 +247,41 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     model architecture, optimizer type and batch_size; training continues
     after its last epoch up to `epochs` in total and gives the same weights
     and History as an uninterrupted run.
+
+    blas_threads: None (default) leaves NumPy's BLAS as configured; a
+    positive int limits it to that many threads during the call, through
+    threadpoolctl when it is installed (an optional package: without it a
+    RuntimeWarning says so and training runs with the BLAS default). The
+    products of a small MLP (e.g. 64x64 @ 64x256) are too small to gain from
+    threads: on the 2-core machine of bench/bench_trainer.py blas_threads=1
+    was faster even when idle, and several times faster when other
+    processes kept the cores busy.
     """
+    if blas_threads is not None:
+        blas_threads = _positive_int("blas_threads", blas_threads)
+    with _blas_limit(blas_threads):
+        return _fit(model, loss_fn, optimizer, x_train, y_train, epochs=epochs,
+                    batch_size=batch_size, x_test=x_test, y_test=y_test, seed=seed,
+                    verbose=verbose, early_stopping=early_stopping, checkpoint=checkpoint,
+                    resume=resume, on_epoch=on_epoch)
+
+
+def _blas_limit(threads):
+    """A context limiting NumPy's BLAS to `threads` threads (threadpoolctl, optional)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        warnings.warn(f"blas_threads={threads} needs the optional package threadpoolctl "
+                      f"(pip install threadpoolctl); training with the BLAS's default threads",
+                      RuntimeWarning, stacklevel=3)
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_test, y_test,
+         seed, verbose, early_stopping, checkpoint, resume, on_epoch):
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
     if getattr(loss_fn, "reduction", "mean") not in ("mean", "sum"):
@@ -284,14 +323,26 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     ignore = getattr(loss_fn, "ignore_index", -100)
     step = len(history.step_losses)
 
+    # The batches are gathered into these buffers (np.take(out=)) instead of
+    # a fresh fancy-indexed copy per step; the model sees views of them that
+    # are valid until the next step.
+    rows_max = min(batch_size, n)
+    x_buf = np.empty((rows_max,) + x_train.shape[1:], x_train.dtype)
+    y_buf = np.empty(rows_max, y_train.dtype)
+    pred = np.empty(n, np.intp)  # argmax per trained row, in permutation order
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
         perm = rng.permutation(n)
         loss_sum = 0.0
-        correct = counted = 0
         for b in range(n_batches):
-            idx = perm[b * batch_size:(b + 1) * batch_size]
-            xb, yb = x_train[idx], y_train[idx]
+            lo = b * batch_size
+            idx = perm[lo:lo + batch_size]
+            rows = len(idx)
+            xb, yb = x_buf[:rows], y_buf[:rows]
+            # mode='clip': a permutation is always in range, and the default
+            # 'raise' would gather into a temporary buffer and copy
+            np.take(x_train, idx, axis=0, out=xb, mode="clip")
+            np.take(y_train, idx, out=yb, mode="clip")
             logits = model.forward(xb)
             loss = float(loss_fn.forward(logits, yb))
             step += 1
@@ -311,13 +362,14 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
                 model.backward(dlogits)
             optimizer.step()
             history.step_losses.append(loss)
-            rows = len(idx)
             loss_sum += loss if reduction == "sum" else loss * rows
-            keep = yb != ignore
-            correct += int((logits.argmax(axis=1)[keep] == yb[keep]).sum())
-            counted += int(keep.sum())
+            np.argmax(logits, axis=1, out=pred[lo:lo + rows])  # accuracy once per epoch
             if bar is not None:
                 bar.update(epoch, b + 1, loss)
+        y_perm = y_train[perm]
+        keep = y_perm != ignore
+        correct = int(np.count_nonzero((pred == y_perm) & keep))
+        counted = int(np.count_nonzero(keep))
         rec = {"epoch": epoch, "train_loss": loss_sum / n,
                "train_accuracy": correct / counted if counted else float("nan"),
                "test_loss": None, "test_accuracy": None, "seconds": 0.0,

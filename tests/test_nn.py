@@ -158,3 +158,39 @@ def test_predict_is_argmax_of_forward():
     m = nn.mlp([6, 8, 4], rng=0)
     x = np.random.default_rng(0).standard_normal((10, 6)).astype(np.float32)
     np.testing.assert_array_equal(m.predict(x, batch_size=3), m.forward(x).argmax(1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (64, 256), (3, 600), (1000, 7)])
+def test_bias_kernels_match_float64(dtype, shape):
+    rng = np.random.default_rng(4)
+    g = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    y = g.copy()
+    _nnk.add_row_bias(y, b)
+    np.testing.assert_array_equal(y, g + b)  # one rounding each: exact either way
+    exact = g.astype(np.float64).sum(axis=0)
+    out = np.full(shape[1], np.nan, dtype)  # written, not read, without accumulate
+    _nnk.column_sum(g, out, False)
+    # float32 is summed in double and rounded once; float64 in order, n roundings
+    tol = dict(rtol=6e-8, atol=6e-8 * np.abs(g).max()) if dtype == np.float32 else \
+        dict(rtol=0, atol=shape[0] * 2e-16 * np.abs(g).max())
+    np.testing.assert_allclose(out, exact, **tol)
+    out2 = b.copy()
+    _nnk.column_sum(g, out2, True)
+    np.testing.assert_allclose(out2, b.astype(np.float64) + exact,
+                               rtol=tol["rtol"] * 2, atol=tol["atol"] * 2)
+
+
+def test_linear_non_contiguous_grad_takes_the_numpy_path_with_same_result():
+    rng = np.random.default_rng(5)
+    lin = nn.Linear(5, 3, dtype=np.float64, rng=0)
+    x = rng.standard_normal((4, 5))
+    g = np.asfortranarray(rng.standard_normal((4, 3)))
+    lin.forward(x)
+    lin.zero_grad()
+    lin.backward(g)
+    np.testing.assert_allclose(lin.bias.grad, g.sum(0), rtol=1e-14)
+    lin.backward(g)
+    np.testing.assert_allclose(lin.bias.grad, 2 * g.sum(0), rtol=1e-14)
+    np.testing.assert_allclose(lin.weight.grad, 2 * (g.T @ x), rtol=1e-14)

@@ -1,6 +1,7 @@
 """pyce.train.fit: learning, History, checkpoints and resume, early stopping, divergence."""
 import gzip
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,65 @@ def test_fit_validates_arguments(digits):
     with pytest.raises(ValueError, match="reduction"):
         train.fit(model, nn.CrossEntropyLoss(reduction="none"), opt, x, y, epochs=1,
                   batch_size=8)
+
+
+def test_train_accuracy_counts_every_row_once_without_ignored_labels():
+    # lr=0 keeps the weights, so the epoch's accuracy must equal predict()'s;
+    # 103 rows in batches of 10 leave a partial last batch
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((103, 6))
+    y = rng.integers(0, 3, 103)
+    y[[0, 17, 55]] = -100
+    model = nn.mlp([6, 8, 3], rng=0)
+    h = train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0), x, y,
+                  epochs=2, batch_size=10, verbose=0)
+    keep = y != -100
+    want = np.mean(model.predict(x)[keep] == y[keep])
+    assert h.epochs[0]["train_accuracy"] == pytest.approx(want, abs=1e-12)
+    assert h.epochs[1]["train_accuracy"] == pytest.approx(want, abs=1e-12)
+
+
+def _tiny_problem():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((40, 5))
+    return x, rng.integers(0, 3, 40)
+
+
+def test_blas_threads_limits_blas_during_fit_and_restores_it():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("NumPy's BLAS is not visible to threadpoolctl")
+    before = [i["num_threads"] for i in blas]
+    seen = []
+
+    def on_epoch(history):
+        seen.append([i["num_threads"] for i in threadpoolctl.threadpool_info()
+                     if i["user_api"] == "blas"])
+
+    x, y = _tiny_problem()
+    model = nn.mlp([5, 6, 3], rng=0)
+    train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, y,
+              epochs=2, batch_size=8, verbose=0, blas_threads=1, on_epoch=on_epoch)
+    assert seen == [[1] * len(blas)] * 2
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info()
+            if i["user_api"] == "blas"] == before
+
+
+def test_blas_threads_without_threadpoolctl_warns_and_trains(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+    x, y = _tiny_problem()
+    model = nn.mlp([5, 6, 3], rng=0)
+    with pytest.warns(RuntimeWarning, match="threadpoolctl"):
+        h = train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
+                      x, y, epochs=1, batch_size=8, verbose=0, blas_threads=1)
+    assert len(h.epochs) == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_blas_threads_must_be_a_positive_int(bad):
+    x, y = _tiny_problem()
+    model = nn.mlp([5, 6, 3], rng=0)
+    with pytest.raises(ValueError, match="blas_threads"):
+        train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, y,
+                  epochs=1, batch_size=8, verbose=0, blas_threads=bad)
