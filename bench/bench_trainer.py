@@ -165,7 +165,7 @@ def digits_report(out=sys.stdout):
                   file=out)
 
 
-def cifar_share(n=50_000, blas_threads=None):
+def cifar_share(n=50_000, blas_threads=None, batch=BATCH):
     """(epoch seconds, seconds inside the matrix products, seconds in optimizer.step, load)."""
     rng = np.random.default_rng(0)
     x = rng.random((n, 3072), dtype=np.float32)
@@ -190,13 +190,13 @@ def cifar_share(n=50_000, blas_threads=None):
         spent["step"] += time.perf_counter() - t
 
     # warm-up on a slice (allocations, BLAS buffers, first-step momentum buffers)
-    train.fit(model, loss, opt, x[:1024], y[:1024], epochs=1, batch_size=BATCH, verbose=0,
+    train.fit(model, loss, opt, x[:1024], y[:1024], epochs=1, batch_size=batch, verbose=0,
               blas_threads=blas_threads)
     nn._matmul, opt.step = timed_matmul, timed_step
     try:
         with _Load() as load:
             t = time.perf_counter()
-            train.fit(model, loss, opt, x, y, epochs=1, batch_size=BATCH, verbose=0,
+            train.fit(model, loss, opt, x, y, epochs=1, batch_size=batch, verbose=0,
                       blas_threads=blas_threads)
             total = time.perf_counter() - t
     finally:
@@ -205,11 +205,11 @@ def cifar_share(n=50_000, blas_threads=None):
     return total, spent["matmul"], spent["step"], load
 
 
-def cifar_report(out=sys.stdout, n=50_000):
-    print(f"cifar-sized epoch ({n} x 3072 synthetic, 3072-256-128-10 ELU, batch {BATCH}, "
+def cifar_report(out=sys.stdout, n=50_000, batch=BATCH):
+    print(f"cifar-sized epoch ({n} x 3072 synthetic, 3072-256-128-10 ELU, batch {batch}, "
           f"float32, SGD momentum):", file=out)
     for threads in (1, None):
-        total, mm, step, load = cifar_share(n, threads)
+        total, mm, step, load = cifar_share(n, threads, batch)
         label = "1 BLAS thread" if threads == 1 else "default BLAS "
         print(f"  {label}: {total:.2f} s; matrix products {mm / total:.1%}, everything else "
               f"{1 - mm / total:.1%} (optimizer step {step / total:.1%})   ({load})", file=out)
@@ -291,6 +291,7 @@ if __name__ == "__main__":
     if "digits" in what:
         digits_report()
     if "cifar" in what:
-        cifar_report()
+        for batch in (BATCH, 256):
+            cifar_report(batch=batch)
     if "threads" in what:
         blas_threads_report()
