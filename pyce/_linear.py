@@ -16,15 +16,17 @@ rows of `hidden` are processed in chunks of `chunk_size` rows, and per chunk
 Memory beyond the inputs and the returned arrays is O(chunk_size * V), never
 O(N * V).
 
-d_weight accumulation.  NumPy's matmul cannot accumulate (no beta=1 of
-BLAS gemm), and `d_weight += g.T @ chunk` would allocate a (V, H)
-temporary per chunk.  The first chunk writes g.T @ chunk directly into
-d_weight; later chunks compute it in blocks of _DW_BLOCK_ROWS rows of
-d_weight into a small reused (_DW_BLOCK_ROWS, H) scratch and add the block
-while it is still in cache.  Extra memory: _DW_BLOCK_ROWS * H elements
-(4 MiB for H = 1024 in float32), no dependency beyond NumPy.
-(scipy.linalg.blas.sgemm with beta=1 would avoid the scratch; it measured
-within noise of this and would add a second OpenBLAS thread pool.)
+d_weight accumulation.  NumPy's matmul cannot accumulate (it has no beta=1
+of BLAS gemm), and `d_weight += g.T @ chunk` would allocate a (V, H)
+temporary per chunk.  Two ways, chosen at import:
+  - scipy importable (it is not a dependency): scipy.linalg.blas.sgemm/dgemm
+    with beta=1 writes into d_weight.T (Fortran-ordered, so no copy):
+    no extra memory at all;
+  - NumPy only: the first chunk writes g.T @ chunk straight into d_weight;
+    later chunks compute it in blocks of _DW_BLOCK_ROWS rows of d_weight
+    into a reused (_DW_BLOCK_ROWS, H) scratch and add each block while it is
+    in cache: 4 MiB extra for H = 1024 in float32.
+Both measured within noise of each other on OpenBLAS (bench/bench_linear.py).
 """
 import numbers
 
@@ -33,12 +35,36 @@ import numpy as np
 from pyce._core import _ce_rows_inplace
 from pyce._validate import REDUCTIONS, as_float_array, check_ce
 
+
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "CHUNK_BUDGET_BYTES"]
 
 #: Default memory budget of the (chunk_size, V) logits buffer, in bytes.  The
-#: default chunk_size is the largest multiple of 16 rows (at least 16) whose
-#: buffer fits: 128 rows for V = 32000 float32, 16 rows for V = 256000.
-CHUNK_BUDGET_BYTES = 16 * 2**20
+#: default chunk_size is the largest multiple of 16 rows whose buffer fits,
+#: but at least MIN_CHUNK_ROWS: 192 rows for V = 32000 float32.
+CHUNK_BUDGET_BYTES = 24 * 2**20
+#: Below this many rows per chunk the matmuls are limited by reading weight
+#: (V x H) from memory once per chunk rather than by arithmetic, so very large
+#: vocabularies get this many rows (64 x 256000 float32 = 66 MB) instead.
+MIN_CHUNK_ROWS = 64
+
+# Use scipy's BLAS gemm (beta=1) for d_weight when scipy is importable; the
+# tests set this to False to exercise the NumPy-only path.
+_USE_SCIPY_BLAS = True
+_gemm_cache = {}
+
+
+def _accumulating_gemm(dtype):
+    """scipy.linalg.blas.sgemm/dgemm for dtype, or None (no scipy, or disabled)."""
+    if not _USE_SCIPY_BLAS:
+        return None
+    if dtype not in _gemm_cache:
+        try:  # imported lazily: scipy.linalg takes a while to import
+            from scipy.linalg import blas
+            _gemm_cache[dtype] = blas.sgemm if dtype == np.float32 else blas.dgemm
+        except ImportError:
+            _gemm_cache[dtype] = None
+    return _gemm_cache[dtype]
+
 
 # Rows of d_weight per block of the d_weight accumulation (see module docstring).
 _DW_BLOCK_ROWS = 1024
@@ -47,7 +73,7 @@ _DW_BLOCK_ROWS = 1024
 def default_chunk_size(n_classes, dtype):
     """Rows per chunk for the default memory budget (CHUNK_BUDGET_BYTES)."""
     rows = CHUNK_BUDGET_BYTES // (max(int(n_classes), 1) * np.dtype(dtype).itemsize)
-    return max(16, rows // 16 * 16)
+    return max(MIN_CHUNK_ROWS, rows // 16 * 16)
 
 
 class _Head:
@@ -130,6 +156,8 @@ def _run(hd, want_grad):
         d_weight = np.zeros((v, hd.h), dt)
         d_bias = np.zeros(v, dt) if hd.bias is not None else None
         dw_scratch = None
+        # f2py's gemm rejects empty operands; H = 0 has nothing to accumulate
+        gemm = _accumulating_gemm(dt) if hd.h > 0 else None
     total = 0.0
     for r0 in range(0, n, hd.chunk):
         r1 = min(r0 + hd.chunk, n)
@@ -146,7 +174,14 @@ def _run(hd, want_grad):
             continue
         g = logits  # now the gradient with respect to this chunk's logits
         np.matmul(g, hd.weight, out=d_hidden[r0:r1])
-        if r0 == 0:
+        if gemm is not None:
+            # d_weight.T (H, V) += rows.T @ g as one gemm with beta=1; all three
+            # operands are Fortran-ordered views (rows is copied only when
+            # hidden is not C-contiguous, O(chunk * H)), so c is updated in place.
+            res = gemm(1.0, rows.T, g.T, beta=1.0, c=d_weight.T, trans_b=1, overwrite_c=1)
+            if not np.shares_memory(res, d_weight):  # never expected; stay correct anyway
+                d_weight.T[...] = res
+        elif r0 == 0:
             np.matmul(g.T, rows, out=d_weight)
         else:
             if dw_scratch is None:
@@ -211,15 +246,16 @@ _DOC = """
     chunk_size : positive int or None (keyword)
         Rows per chunk. None picks the largest multiple of 16 rows whose
         (chunk_size, V) logits buffer fits in pyce._linear.CHUNK_BUDGET_BYTES
-        (16 MiB: 128 rows for V = 32000 float32), at least 16 rows.
+        (24 MiB: 192 rows for V = 32000 float32), but at least 64 rows.
     n_threads : int or None (keyword)
         Threads of pyce's cross-entropy kernel (None: all usable cores).
         The matmuls run on NumPy's BLAS with its own threads (threadpoolctl
         controls them).
 
     Memory: beyond the inputs and the returned arrays, one (chunk_size, V)
-    logits buffer plus, for the gradients, a (min(1024, V), H) scratch for
-    accumulating d_weight; never an (N, V) array.
+    logits buffer (and, for the gradients when scipy is not installed, a
+    (min(1024, V), H) scratch for accumulating d_weight); never an (N, V)
+    array.
 
     Precision: the matmuls are NumPy's (BLAS, in the input's dtype); the
     cross-entropy is pyce's fused kernel (float32 exp within 2 ulp, row sums,
