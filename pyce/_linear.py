@@ -18,15 +18,18 @@ O(N * V).
 
 d_weight accumulation.  NumPy's matmul cannot accumulate (it has no beta=1
 of BLAS gemm), and `d_weight += g.T @ chunk` would allocate a (V, H)
-temporary per chunk.  Two ways, chosen at import:
-  - scipy importable (it is not a dependency): scipy.linalg.blas.sgemm/dgemm
-    with beta=1 writes into d_weight.T (Fortran-ordered, so no copy):
-    no extra memory at all;
-  - NumPy only: the first chunk writes g.T @ chunk straight into d_weight;
-    later chunks compute it in blocks of _DW_BLOCK_ROWS rows of d_weight
-    into a reused (_DW_BLOCK_ROWS, H) scratch and add each block while it is
-    in cache: 4 MiB extra for H = 1024 in float32.
-Both measured within noise of each other on OpenBLAS (bench/bench_linear.py).
+temporary per chunk.  The first chunk writes g.T @ chunk straight into
+d_weight; later chunks compute it in blocks of _DW_BLOCK_ROWS rows of
+d_weight into a reused (_DW_BLOCK_ROWS, H) scratch and add each block while
+it is in cache: 4 MiB extra for H = 1024 in float32, NumPy only.
+scipy.linalg.blas.sgemm with beta=1 would need no scratch, but it brings a
+second OpenBLAS thread pool; alternating two spinning pools (plus OpenMP's)
+on few cores measured 1.5-2x slower than this (bench/bench_linear.py).
+
+Threads.  The matmuls run on NumPy's BLAS threads.  pyce's kernel runs
+serially here unless n_threads is given: it is ~5% of the work, and OpenMP
+workers that spin-wait after each chunk's region compete for the cores with
+BLAS's threads (measured 1.4x slower overall on 2 busy cores).
 """
 import numbers
 
@@ -38,41 +41,25 @@ from pyce._validate import REDUCTIONS, as_float_array, check_ce
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "CHUNK_BUDGET_BYTES"]
 
-#: Default memory budget of the (chunk_size, V) logits buffer, in bytes.  The
-#: default chunk_size is the largest multiple of 16 rows whose buffer fits,
-#: but at least MIN_CHUNK_ROWS: 192 rows for V = 32000 float32.
+#: Default working-memory budget in bytes: the (chunk_size, V) logits buffer
+#: plus the (min(1024, V), H) d_weight scratch.  The default chunk_size is the
+#: largest multiple of 16 rows that fits, but at least MIN_CHUNK_ROWS: 160 rows
+#: for V = 32000, H = 1024 float32 (20.5 MB + 4.2 MB).
 CHUNK_BUDGET_BYTES = 24 * 2**20
 #: Below this many rows per chunk the matmuls are limited by reading weight
 #: (V x H) from memory once per chunk rather than by arithmetic, so very large
 #: vocabularies get this many rows (64 x 256000 float32 = 66 MB) instead.
 MIN_CHUNK_ROWS = 64
 
-# Use scipy's BLAS gemm (beta=1) for d_weight when scipy is importable; the
-# tests set this to False to exercise the NumPy-only path.
-_USE_SCIPY_BLAS = True
-_gemm_cache = {}
-
-
-def _accumulating_gemm(dtype):
-    """scipy.linalg.blas.sgemm/dgemm for dtype, or None (no scipy, or disabled)."""
-    if not _USE_SCIPY_BLAS:
-        return None
-    if dtype not in _gemm_cache:
-        try:  # imported lazily: scipy.linalg takes a while to import
-            from scipy.linalg import blas
-            _gemm_cache[dtype] = blas.sgemm if dtype == np.float32 else blas.dgemm
-        except ImportError:
-            _gemm_cache[dtype] = None
-    return _gemm_cache[dtype]
-
-
 # Rows of d_weight per block of the d_weight accumulation (see module docstring).
 _DW_BLOCK_ROWS = 1024
 
 
-def default_chunk_size(n_classes, dtype):
+def default_chunk_size(n_classes, n_features, dtype):
     """Rows per chunk for the default memory budget (CHUNK_BUDGET_BYTES)."""
-    rows = CHUNK_BUDGET_BYTES // (max(int(n_classes), 1) * np.dtype(dtype).itemsize)
+    itemsize = np.dtype(dtype).itemsize
+    scratch = min(_DW_BLOCK_ROWS, n_classes) * n_features * itemsize
+    rows = max(CHUNK_BUDGET_BYTES - scratch, 0) // (max(int(n_classes), 1) * itemsize)
     return max(MIN_CHUNK_ROWS, rows // 16 * 16)
 
 
@@ -135,10 +122,11 @@ def _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothin
     hd.hidden, hd.weight, hd.bias, hd.target = hid, w, bias, p.target
     hd.n, hd.h, hd.v = n, h, v
     hd.reduction, hd.ignore_index = reduction, p.ignore_index
-    hd.label_smoothing, hd.z_loss, hd.n_threads = p.label_smoothing, p.z_loss, p.n_threads
+    hd.label_smoothing, hd.z_loss = p.label_smoothing, p.z_loss
+    hd.n_threads = 1 if n_threads is None else p.n_threads  # see "Threads" above
     hd.denom = p.denom
     hd.chunk = min(int(chunk_size) if chunk_size is not None
-                   else default_chunk_size(v, hid.dtype), max(n, 1))
+                   else default_chunk_size(v, h, hid.dtype), max(n, 1))
     return hd
 
 
@@ -156,8 +144,6 @@ def _run(hd, want_grad):
         d_weight = np.zeros((v, hd.h), dt)
         d_bias = np.zeros(v, dt) if hd.bias is not None else None
         dw_scratch = None
-        # f2py's gemm rejects empty operands; H = 0 has nothing to accumulate
-        gemm = _accumulating_gemm(dt) if hd.h > 0 else None
     total = 0.0
     for r0 in range(0, n, hd.chunk):
         r1 = min(r0 + hd.chunk, n)
@@ -174,14 +160,7 @@ def _run(hd, want_grad):
             continue
         g = logits  # now the gradient with respect to this chunk's logits
         np.matmul(g, hd.weight, out=d_hidden[r0:r1])
-        if gemm is not None:
-            # d_weight.T (H, V) += rows.T @ g as one gemm with beta=1; all three
-            # operands are Fortran-ordered views (rows is copied only when
-            # hidden is not C-contiguous, O(chunk * H)), so c is updated in place.
-            res = gemm(1.0, rows.T, g.T, beta=1.0, c=d_weight.T, trans_b=1, overwrite_c=1)
-            if not np.shares_memory(res, d_weight):  # never expected; stay correct anyway
-                d_weight.T[...] = res
-        elif r0 == 0:
+        if r0 == 0:
             np.matmul(g.T, rows, out=d_weight)
         else:
             if dw_scratch is None:
@@ -245,17 +224,18 @@ _DOC = """
         'mean'. Free when 0.
     chunk_size : positive int or None (keyword)
         Rows per chunk. None picks the largest multiple of 16 rows whose
-        (chunk_size, V) logits buffer fits in pyce._linear.CHUNK_BUDGET_BYTES
-        (24 MiB: 192 rows for V = 32000 float32), but at least 64 rows.
+        (chunk_size, V) logits buffer and d_weight scratch fit in
+        pyce._linear.CHUNK_BUDGET_BYTES (24 MiB: 160 rows for V = 32000,
+        H = 1024 float32), but at least 64 rows.
     n_threads : int or None (keyword)
-        Threads of pyce's cross-entropy kernel (None: all usable cores).
-        The matmuls run on NumPy's BLAS with its own threads (threadpoolctl
-        controls them).
+        Threads of pyce's cross-entropy kernel. None runs it serially (it is
+        ~5% of the work, and idle OpenMP workers would compete with BLAS's
+        threads between chunks). The matmuls run on NumPy's BLAS with its
+        own threads (threadpoolctl controls them).
 
     Memory: beyond the inputs and the returned arrays, one (chunk_size, V)
-    logits buffer (and, for the gradients when scipy is not installed, a
-    (min(1024, V), H) scratch for accumulating d_weight); never an (N, V)
-    array.
+    logits buffer and, for the gradients, a (min(1024, V), H) scratch for
+    accumulating d_weight; never an (N, V) array.
 
     Precision: the matmuls are NumPy's (BLAS, in the input's dtype); the
     cross-entropy is pyce's fused kernel (float32 exp within 2 ulp, row sums,

@@ -3,8 +3,8 @@
 Oracle: the unfused computation in float64 -- logits = hidden @ weight.T + bias,
 pyce.reference.cross_entropy_and_grad, then d_hidden = G @ weight,
 d_weight = G.T @ hidden, d_bias = G.sum(0) -- plus finite differences and
-torch autograd (when installed).  Both ways of accumulating d_weight (scipy's
-gemm with beta=1, and the NumPy-only blocked scratch) are tested.
+torch autograd (when installed).  The blocked d_weight accumulation runs with
+one and with several blocks per chunk.
 """
 import tracemalloc
 
@@ -16,13 +16,10 @@ from pyce import _linear
 from pyce import reference as ref
 
 
-@pytest.fixture(params=["scipy-gemm", "numpy-only"])
+@pytest.fixture(params=[16, 1024])
 def dw_path(request, monkeypatch):
-    if request.param == "scipy-gemm":
-        pytest.importorskip("scipy.linalg")
-    monkeypatch.setattr(_linear, "_USE_SCIPY_BLAS", request.param == "scipy-gemm")
-    # small blocks so that the blocked NumPy path runs several blocks per chunk
-    monkeypatch.setattr(_linear, "_DW_BLOCK_ROWS", 16)
+    """Rows per d_weight block: 16 runs several blocks per chunk, 1024 one (V < 1024)."""
+    monkeypatch.setattr(_linear, "_DW_BLOCK_ROWS", request.param)
     return request.param
 
 
@@ -94,6 +91,9 @@ def test_options_match_unfused(dw_path, dtype, opts):
     want = _unfused(hidden, weight, target, bias, **kw, z_loss=z)
     got = pyce.linear_cross_entropy_and_grad(hidden, weight, target, bias, **kw, z_loss=z,
                                              chunk_size=8)
+    _assert_close(got, want, dtype)
+    got = pyce.linear_cross_entropy_and_grad(hidden, weight, target, bias, **kw, z_loss=z,
+                                             chunk_size=20, n_threads=2)
     _assert_close(got, want, dtype)
 
 
@@ -206,10 +206,11 @@ def test_never_allocates_the_logits():
 
 def test_default_chunk_size_follows_the_budget():
     assert _linear.CHUNK_BUDGET_BYTES == 24 * 2**20
-    assert _linear.default_chunk_size(32000, np.float32) == 192   # 24.6 MB buffer
-    assert _linear.default_chunk_size(32000, np.float64) == 96
-    assert _linear.default_chunk_size(256000, np.float32) == 64   # the minimum
-    assert _linear.default_chunk_size(10, np.float32) % 16 == 0
+    # buffer 160 * 32000 * 4 + scratch 1024 * 1024 * 4 = 24.7 MB <= 25.2 MB
+    assert _linear.default_chunk_size(32000, 1024, np.float32) == 160
+    assert _linear.default_chunk_size(32000, 1024, np.float64) == 64   # the minimum
+    assert _linear.default_chunk_size(32000, 64, np.float64) == 96
+    assert _linear.default_chunk_size(256000, 1024, np.float32) == 64  # the minimum
 
 
 def _args():
