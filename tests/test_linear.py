@@ -3,8 +3,9 @@
 Oracle: the unfused computation in float64 -- logits = hidden @ weight.T + bias,
 pyce.reference.cross_entropy_and_grad, then d_hidden = G @ weight,
 d_weight = G.T @ hidden, d_bias = G.sum(0) -- plus finite differences and
-torch autograd (when installed).  The blocked d_weight accumulation runs with
-one and with several blocks per chunk.
+torch autograd (when installed).  Both matmul backends are tested: scipy's
+gemm (when scipy is installed) and NumPy's matmul with the blocked d_weight
+accumulation, with one and with several blocks per chunk.
 """
 import tracemalloc
 
@@ -16,10 +17,14 @@ from pyce import _linear
 from pyce import reference as ref
 
 
-@pytest.fixture(params=[16, 1024])
+@pytest.fixture(params=["scipy-blas", "numpy-blocks-16", "numpy-blocks-1024"])
 def dw_path(request, monkeypatch):
-    """Rows per d_weight block: 16 runs several blocks per chunk, 1024 one (V < 1024)."""
-    monkeypatch.setattr(_linear, "_DW_BLOCK_ROWS", request.param)
+    """The matmul backend: scipy's gemm, or NumPy's matmul with d_weight
+    accumulated in blocks of 16 rows (several per chunk) or 1024 (one)."""
+    if request.param == "scipy-blas":
+        pytest.importorskip("scipy.linalg")
+    monkeypatch.setattr(_linear, "_USE_SCIPY_BLAS", request.param == "scipy-blas")
+    monkeypatch.setattr(_linear, "_DW_BLOCK_ROWS", 16 if request.param.endswith("-16") else 1024)
     return request.param
 
 
@@ -173,20 +178,21 @@ def test_all_rows_ignored_and_empty_batch(dw_path):
     assert dw.shape == weight.shape and not dw.any() and not db.any()
 
 
-def test_strided_inputs_and_no_mutation(dw_path):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_inputs_and_no_mutation(dw_path, dtype):
     rng = np.random.default_rng(6)
-    hidden, weight, bias, target = _problem(rng, n=40, h=16, v=29)
+    hidden, weight, bias, target = _problem(rng, n=40, h=16, v=29, dtype=dtype)
     hidden_strided = np.asfortranarray(np.repeat(hidden, 2, axis=1))[:, ::2]
     weight_f = np.asfortranarray(weight)
     copies = [a.copy() for a in (hidden_strided, weight_f, bias, target)]
     got = pyce.linear_cross_entropy_and_grad(hidden_strided, weight_f, target, bias,
                                              z_loss=0.01, chunk_size=6)
-    _assert_close(got, _unfused(hidden, weight, target, bias, z_loss=0.01), np.float64)
+    _assert_close(got, _unfused(hidden, weight, target, bias, z_loss=0.01), dtype)
     for before, after in zip(copies, (hidden_strided, weight_f, bias, target)):
         assert np.array_equal(before, after)
 
 
-def test_never_allocates_the_logits():
+def test_never_allocates_the_logits(dw_path):
     """tracemalloc (NumPy reports its allocations) sees one (chunk, V) buffer, not (N, V)."""
     rng = np.random.default_rng(7)
     n, h, v, chunk = 2048, 8, 2500, 64
@@ -204,8 +210,11 @@ def test_never_allocates_the_logits():
     assert extra >= chunk * v * 8  # the chunk buffer itself is seen, so the check is live
 
 
-def test_default_chunk_size_follows_the_budget():
+def test_default_chunk_size_follows_the_budget(monkeypatch):
     assert _linear.CHUNK_BUDGET_BYTES == 24 * 2**20
+    if _linear._scipy_blas() is not None:  # no scratch: 192 * 32000 * 4 = 24.6 MB
+        assert _linear.default_chunk_size(32000, 1024, np.float32) == 192
+    monkeypatch.setattr(_linear, "_USE_SCIPY_BLAS", False)
     # buffer 160 * 32000 * 4 + scratch 1024 * 1024 * 4 = 24.7 MB <= 25.2 MB
     assert _linear.default_chunk_size(32000, 1024, np.float32) == 160
     assert _linear.default_chunk_size(32000, 1024, np.float64) == 64   # the minimum
