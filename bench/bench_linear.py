@@ -6,8 +6,10 @@ Two ways to run it (neither is a timed test):
   PYCE_BENCH_LARGE=1 pytest bench/bench_linear.py --benchmark-only   # + N=4096, H=1024, V=32000
 
   python bench/bench_linear.py [N H V ...]             # side-by-side report for the README:
-      medians of interleaved runs in one process, extra peak memory by tracemalloc and
-      by RSS (each variant in a fresh subprocess), BLAS in use (threadpoolctl).
+      medians of interleaved runs of fused (scipy's BLAS), fused-numpy (the backend
+      without scipy) and unfused in one process, torch in a child process (its own
+      thread pool would disturb the others); extra peak memory by tracemalloc and by
+      RSS (each variant in a fresh subprocess); BLAS in use (threadpoolctl).
 
 "Unfused" is the best plain path: logits = hidden @ weight.T, then
 pyce.cross_entropy_and_grad(logits, overwrite_input=True) (gradient written over the
@@ -47,6 +49,15 @@ def fused(hidden, weight, target):
     return pyce.linear_cross_entropy_and_grad(hidden, weight, target)
 
 
+def fused_numpy(hidden, weight, target):
+    """The NumPy-only backend (what runs when scipy is not installed)."""
+    pyce._linear._USE_SCIPY_BLAS = False
+    try:
+        return pyce.linear_cross_entropy_and_grad(hidden, weight, target)
+    finally:
+        pyce._linear._USE_SCIPY_BLAS = True
+
+
 def unfused(hidden, weight, target):
     logits = hidden @ weight.T
     loss, g = pyce.cross_entropy_and_grad(logits, target, overwrite_input=True)
@@ -63,7 +74,8 @@ def torch_unfused(hidden, weight, target):
     return loss.item(), ht.grad, wt.grad, None
 
 
-VARIANTS = {"fused": fused, "unfused": unfused, "torch-unfused": torch_unfused}
+VARIANTS = {"fused": fused, "fused-numpy": fused_numpy, "unfused": unfused,
+            "torch-unfused": torch_unfused}
 
 
 def _have_torch():
@@ -89,7 +101,7 @@ def test_linear_ce(benchmark, variant, size):
     benchmark.group = "linear-ce N=%d H=%d V=%d float32" % size
     hidden, weight, target = make_problem(*size)
     f = VARIANTS[variant]
-    rounds = 5 if size == SMALL else 2
+    rounds = 3 if size == SMALL else 2
     benchmark.pedantic(f, args=(hidden, weight, target), rounds=rounds, iterations=1,
                        warmup_rounds=1)
 
@@ -143,17 +155,29 @@ def rss_extra(variant, n, h, v):
     return int(res.stdout.strip().splitlines()[-1])
 
 
+def _time_child(variant, n, h, v, rounds):
+    """In a fresh process (torch's own thread pool must not disturb the others): median time."""
+    hidden, weight, target = make_problem(n, h, v)
+    VARIANTS[variant](hidden[:64], weight, target[:64])
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        VARIANTS[variant](hidden, weight, target)
+        times.append(time.perf_counter() - t0)
+    print(" ".join(map(str, times)))
+
+
 def report(sizes, rounds=3):
+    """fused, fused-numpy and unfused interleaved in this process; torch in a child."""
     from threadpoolctl import threadpool_info
-    variants = ["fused", "unfused"] + (["torch-unfused"] if _have_torch() else [])
+    variants = ["fused", "fused-numpy", "unfused"]
     for n, h, v in sizes:
         hidden, weight, target = make_problem(n, h, v)
         logits_mb = n * v * 4 / 1e6
         print(f"\nN={n} H={h} V={v} float32: the (N, V) logits are {logits_mb:.0f} MB; "
               f"default chunk {pyce._linear.default_chunk_size(v, h, np.float32)} rows")
-        for f in VARIANTS.values():  # warm-up
-            if f is not torch_unfused or _have_torch():
-                f(hidden[:64], weight, target[:64])
+        for k in variants:  # warm-up
+            VARIANTS[k](hidden[:64], weight, target[:64])
         times = {k: [] for k in variants}
         for _ in range(rounds):  # interleaved, so load from other processes hits all alike
             for k in variants:
@@ -161,6 +185,12 @@ def report(sizes, rounds=3):
                 VARIANTS[k](hidden, weight, target)
                 times[k].append(time.perf_counter() - t0)
         del hidden, weight, target
+        if _have_torch():
+            res = subprocess.run([sys.executable, __file__, "--time-child", "torch-unfused",
+                                  str(n), str(h), str(v), str(rounds)],
+                                 capture_output=True, text=True, check=True)
+            times["torch-unfused"] = [float(t) for t in res.stdout.split()]
+            variants.append("torch-unfused")
         base = statistics.median(times["unfused"])
         for k in variants:
             med = statistics.median(times[k])
@@ -182,6 +212,8 @@ def report(sizes, rounds=3):
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--rss-child":
         _rss_child(sys.argv[2], *map(int, sys.argv[3:6]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--time-child":
+        _time_child(sys.argv[2], *map(int, sys.argv[3:7]))
     else:
         args = list(map(int, sys.argv[1:]))
         report([tuple(args[i:i + 3]) for i in range(0, len(args), 3)] if args else [SMALL])
