@@ -16,22 +16,18 @@ rows of `hidden` are processed in chunks of `chunk_size` rows, and per chunk
 Memory beyond the inputs and the returned arrays is O(chunk_size * V), never
 O(N * V).
 
-The matmuls: one BLAS, few calls.  NumPy's matmul cannot accumulate (it has
-no beta=1 of BLAS gemm), and `d_weight += g.T @ chunk` would allocate a
-(V, H) temporary per chunk.  Two backends:
-  - scipy importable (it is not a dependency of pyce): ALL three products go
-    through scipy.linalg.blas.sgemm/dgemm on Fortran-ordered views of the
-    C-ordered arrays (no copies); d_weight accumulates with beta=1.  Three
-    BLAS calls per chunk, no scratch.  All three use scipy's BLAS because
-    OpenBLAS workers busy-wait for a while after each call: alternating
-    NumPy's and scipy's thread pools makes each pool's idle workers steal
-    the cores the other one needs (measured 1.5-2x slower on 2 cores).
-  - NumPy only: the first chunk writes g.T @ chunk straight into d_weight;
-    later chunks compute it in blocks of _DW_BLOCK_ROWS rows of d_weight into
-    a reused (_DW_BLOCK_ROWS, H) scratch and add each block while it is in
-    cache: 4 MiB extra for H = 1024 float32, and 2 + 2 V / _DW_BLOCK_ROWS
-    operations per chunk, which makes this path more sensitive to other
-    processes on the cores (each multi-threaded BLAS call ends in a barrier).
+d_weight accumulation.  NumPy's matmul cannot accumulate (it has no beta=1
+of BLAS gemm), and `d_weight += g.T @ chunk` would allocate a (V, H)
+temporary per chunk.  The first chunk writes g.T @ chunk straight into
+d_weight; later chunks compute it in blocks of _DW_BLOCK_ROWS rows of
+d_weight into a reused (_DW_BLOCK_ROWS, H) scratch and add each block while
+it is in cache: 4 MiB extra for H = 1024 float32, NumPy only.
+scipy.linalg.blas.sgemm with beta=1 needs no scratch, and a version doing
+all three products with it was tried; it was slower in bench/bench_linear.py
+(8.4 s against 3.7 s median at N=4096, H=1024, V=32000): OpenBLAS workers
+busy-wait for a while after each call, so a second BLAS thread pool (scipy's)
+alternating with NumPy's -- used by the rest of the caller's code too --
+steals the cores the other needs.
 
 Threads.  The matmuls run on BLAS's threads.  pyce's kernel runs serially
 here unless n_threads is given: it is ~5% of the work, and OpenMP workers
@@ -48,10 +44,9 @@ from pyce._validate import REDUCTIONS, as_float_array, check_ce
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "CHUNK_BUDGET_BYTES"]
 
 #: Default working-memory budget in bytes: the (chunk_size, V) logits buffer
-#: plus, without scipy, the (min(1024, V), H) d_weight scratch.  The default
-#: chunk_size is the largest multiple of 16 rows that fits, but at least
-#: MIN_CHUNK_ROWS: for V = 32000, H = 1024 float32, 192 rows (24.6 MB) with
-#: scipy, 160 rows (20.5 MB + 4.2 MB) without.
+#: plus the (min(1024, V), H) d_weight scratch.  The default chunk_size is the
+#: largest multiple of 16 rows that fits, but at least MIN_CHUNK_ROWS: 160 rows
+#: for V = 32000, H = 1024 float32 (20.5 MB + 4.2 MB).
 CHUNK_BUDGET_BYTES = 24 * 2**20
 #: Below this many rows per chunk the matmuls are limited by reading weight
 #: (V x H) from memory once per chunk rather than by arithmetic, so very large
@@ -61,51 +56,8 @@ MIN_CHUNK_ROWS = 64
 # Rows of d_weight per block of the NumPy-only d_weight accumulation.
 _DW_BLOCK_ROWS = 1024
 
-# Use scipy's BLAS when importable; the tests set this to False to exercise
-# the NumPy-only backend.
-_USE_SCIPY_BLAS = True
-_scipy_blas_module = []  # [module or None], filled on first use
-
-
-def _scipy_blas():
-    """scipy.linalg.blas, or None (not installed, or disabled)."""
-    if not _USE_SCIPY_BLAS:
-        return None
-    if not _scipy_blas_module:
-        try:  # imported lazily: scipy.linalg takes a while to import
-            from scipy.linalg import blas
-        except ImportError:
-            blas = None
-        _scipy_blas_module.append(blas)
-    return _scipy_blas_module[0]
-
-
-class _ScipyMatmuls:
-    """The chunk's products with scipy's gemm (C = alpha op(A) op(B) + beta C)
-    on Fortran-ordered views: the transpose of a C-ordered array is one."""
-
-    def __init__(self, blas, weight):
-        self.gemm = blas.sgemm if weight.dtype == np.float32 else blas.dgemm
-        # weight.T must be Fortran-ordered, or f2py would copy it in every call
-        self.weight = np.ascontiguousarray(weight)
-
-    def _into(self, c, **kw):
-        res = self.gemm(1.0, c=c, overwrite_c=1, **kw)
-        if not np.shares_memory(res, c):  # f2py copied c (never for these views)
-            c[...] = res
-
-    def logits(self, rows, out):          # out (m, V) = rows @ W.T
-        self._into(out.T, a=self.weight.T, b=rows.T, trans_a=1)
-
-    def d_hidden(self, g, out):           # out (m, H) = g @ W
-        self._into(out.T, a=self.weight.T, b=g.T)
-
-    def d_weight(self, g, rows, d_weight, first):  # d_weight (V, H) += g.T @ rows
-        self._into(d_weight.T, a=rows.T, b=g.T, trans_b=1, beta=0.0 if first else 1.0)
-
-
 class _NumpyMatmuls:
-    """The chunk's products with NumPy's matmul (see the module docstring)."""
+    """The chunk's three products with NumPy's matmul (see the module docstring)."""
 
     def __init__(self, weight):
         self.weight = weight
@@ -131,18 +83,10 @@ class _NumpyMatmuls:
             d_weight[v0:v1] += block
 
 
-def _matmuls(weight):
-    blas = _scipy_blas()
-    if blas is not None and weight.shape[1] > 0:  # f2py's gemm rejects empty operands
-        return _ScipyMatmuls(blas, weight)
-    return _NumpyMatmuls(weight)
-
-
 def default_chunk_size(n_classes, n_features, dtype):
     """Rows per chunk for the default memory budget (CHUNK_BUDGET_BYTES)."""
     itemsize = np.dtype(dtype).itemsize
-    no_scratch = _scipy_blas() is not None and n_features > 0
-    scratch = 0 if no_scratch else min(_DW_BLOCK_ROWS, n_classes) * n_features * itemsize
+    scratch = min(_DW_BLOCK_ROWS, n_classes) * n_features * itemsize
     rows = max(CHUNK_BUDGET_BYTES - scratch, 0) // (max(int(n_classes), 1) * itemsize)
     return max(MIN_CHUNK_ROWS, rows // 16 * 16)
 
@@ -227,7 +171,7 @@ def _run(hd, want_grad):
         d_hidden = np.empty((n, hd.h), dt)
         d_weight = np.zeros((v, hd.h), dt)
         d_bias = np.zeros(v, dt) if hd.bias is not None else None
-    mm = _matmuls(hd.weight)
+    mm = _NumpyMatmuls(hd.weight)
     total = 0.0
     for r0 in range(0, n, hd.chunk):
         r1 = min(r0 + hd.chunk, n)
@@ -299,9 +243,9 @@ _DOC = """
         'mean'. Free when 0.
     chunk_size : positive int or None (keyword)
         Rows per chunk. None picks the largest multiple of 16 rows whose
-        (chunk_size, V) logits buffer (and d_weight scratch, see Memory)
-        fit in pyce._linear.CHUNK_BUDGET_BYTES (24 MiB: 192 rows for
-        V = 32000, H = 1024 float32), but at least 64 rows.
+        (chunk_size, V) logits buffer and d_weight scratch fit in
+        pyce._linear.CHUNK_BUDGET_BYTES (24 MiB: 160 rows for V = 32000,
+        H = 1024 float32), but at least 64 rows.
     n_threads : int or None (keyword)
         Threads of pyce's cross-entropy kernel. None runs it serially (it is
         ~5% of the work, and idle OpenMP workers would compete with BLAS's
@@ -309,10 +253,8 @@ _DOC = """
         own threads (threadpoolctl controls them).
 
     Memory: beyond the inputs and the returned arrays, one (chunk_size, V)
-    logits buffer; never an (N, V) array.  With scipy installed its BLAS does
-    the matmuls (a C-ordered copy of weight is made when weight is not
-    C-contiguous); without it NumPy's matmul does, plus a (min(1024, V), H)
-    scratch for accumulating d_weight.
+    logits buffer and, for the gradients, a (min(1024, V), H) scratch for
+    accumulating d_weight; never an (N, V) array.
 
     Precision: the matmuls are NumPy's (BLAS, in the input's dtype); the
     cross-entropy is pyce's fused kernel (float32 exp within 2 ulp, row sums,

@@ -3,9 +3,8 @@
 Oracle: the unfused computation in float64 -- logits = hidden @ weight.T + bias,
 pyce.reference.cross_entropy_and_grad, then d_hidden = G @ weight,
 d_weight = G.T @ hidden, d_bias = G.sum(0) -- plus finite differences and
-torch autograd (when installed).  Both matmul backends are tested: scipy's
-gemm (when scipy is installed) and NumPy's matmul with the blocked d_weight
-accumulation, with one and with several blocks per chunk.
+torch autograd (when installed).  The blocked d_weight accumulation runs with
+one and with several blocks per chunk.
 """
 import tracemalloc
 
@@ -17,14 +16,10 @@ from pyce import _linear
 from pyce import reference as ref
 
 
-@pytest.fixture(params=["scipy-blas", "numpy-blocks-16", "numpy-blocks-1024"])
+@pytest.fixture(params=[16, 1024])
 def dw_path(request, monkeypatch):
-    """The matmul backend: scipy's gemm, or NumPy's matmul with d_weight
-    accumulated in blocks of 16 rows (several per chunk) or 1024 (one)."""
-    if request.param == "scipy-blas":
-        pytest.importorskip("scipy.linalg")
-    monkeypatch.setattr(_linear, "_USE_SCIPY_BLAS", request.param == "scipy-blas")
-    monkeypatch.setattr(_linear, "_DW_BLOCK_ROWS", 16 if request.param.endswith("-16") else 1024)
+    """Rows per d_weight block: 16 runs several blocks per chunk, 1024 one (V < 1024)."""
+    monkeypatch.setattr(_linear, "_DW_BLOCK_ROWS", request.param)
     return request.param
 
 
@@ -210,11 +205,8 @@ def test_never_allocates_the_logits(dw_path):
     assert extra >= chunk * v * 8  # the chunk buffer itself is seen, so the check is live
 
 
-def test_default_chunk_size_follows_the_budget(monkeypatch):
+def test_default_chunk_size_follows_the_budget():
     assert _linear.CHUNK_BUDGET_BYTES == 24 * 2**20
-    if _linear._scipy_blas() is not None:  # no scratch: 192 * 32000 * 4 = 24.6 MB
-        assert _linear.default_chunk_size(32000, 1024, np.float32) == 192
-    monkeypatch.setattr(_linear, "_USE_SCIPY_BLAS", False)
     # buffer 160 * 32000 * 4 + scratch 1024 * 1024 * 4 = 24.7 MB <= 25.2 MB
     assert _linear.default_chunk_size(32000, 1024, np.float32) == 160
     assert _linear.default_chunk_size(32000, 1024, np.float64) == 64   # the minimum
