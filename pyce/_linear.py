@@ -40,7 +40,6 @@ import numpy as np
 from pyce._core import _ce_rows_inplace
 from pyce._validate import REDUCTIONS, as_float_array, check_ce
 
-
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "CHUNK_BUDGET_BYTES"]
 
 #: Default working-memory budget in bytes: the (chunk_size, V) logits buffer
@@ -55,6 +54,7 @@ MIN_CHUNK_ROWS = 64
 
 # Rows of d_weight per block of the NumPy-only d_weight accumulation.
 _DW_BLOCK_ROWS = 1024
+
 
 class _NumpyMatmuls:
     """The chunk's three products with NumPy's matmul (see the module docstring)."""
