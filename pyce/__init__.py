@@ -21,10 +21,12 @@ except ImportError as exc:  # pragma: no cover - depends on how pyce was install
 from pyce._core import (cross_entropy, cross_entropy_and_grad, cross_entropy_backward,
                         log_softmax, softmax)
 from pyce._config import show_config
+from pyce._linear import linear_cross_entropy, linear_cross_entropy_and_grad
 from pyce._gradcheck import gradcheck
 from pyce import nn, optim, train  # noqa: E402  (the trainer, on top of the kernels)
 
 __version__ = "0.1.0"
 
 __all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_and_grad",
-           "log_softmax", "softmax", "show_config", "gradcheck", "__version__"]
+           "log_softmax", "softmax", "linear_cross_entropy", "linear_cross_entropy_and_grad",
+           "show_config", "gradcheck", "__version__"]

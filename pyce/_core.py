@@ -273,3 +273,25 @@ cross_entropy_and_grad.__doc__ = """(loss, dloss/dinput) from ONE fused pass ove
     `overwrite_input=True` writes the gradient over `input` (opt-in; by
     default no argument is ever mutated).
 """ + _DOC_SHAPES + "\n    Parameters\n    ----------\n" + _DOC_OPTIONS
+
+
+def _ce_rows_inplace(logits, target, loss_rows, grad_scale, ignore_index, label_smoothing,
+                     z_loss, n_threads, want_grad):
+    """Fused cross-entropy over a C-contiguous (m, C) logits block, gradient written over it.
+
+    Private helper of pyce._linear (the chunked linear + cross-entropy): no
+    validation, the caller has checked everything.  `target` is contiguous
+    int64 (m,) with every entry in [0, C) or equal to ignore_index; no class
+    or sample weights.  When want_grad, the gradient of sum_i loss_i times
+    grad_scale replaces the logits in place (each row is read before it is
+    overwritten, as with overwrite_input=True), so a caller that knows the
+    global 'mean' denominator passes grad_scale = 1/denom and needs no second
+    scaling pass.  `loss_rows` is None or a contiguous (m,) array of the
+    logits' dtype that receives the per-row losses.  Returns the sum of the
+    per-row losses (a Python float, accumulated in double).
+    """
+    m, c = logits.shape
+    grad = logits if want_grad else None
+    return _ce.ce(logits, grad, loss_rows, target, None, None, None, None,
+                  m, c, 1, c, 1, 1, c, 1, 1, 0, 0, 0, grad_scale, float(c), ignore_index,
+                  label_smoothing, z_loss, n_threads, logits.dtype == np.float64)

@@ -1,0 +1,280 @@
+"""Fused linear + softmax cross-entropy for large vocabularies (CPU, NumPy).
+
+A language-model head computes logits = hidden @ weight.T (+ bias) over V
+classes and then the cross-entropy.  The (N, V) logits and their gradient
+are usually the largest arrays of a training step (N = 4096 tokens and
+V = 32000 classes are 524 MB in float32).  Here they are never built: the
+rows of `hidden` are processed in chunks of `chunk_size` rows, and per chunk
+
+    logits = chunk @ weight.T (+ bias)     into ONE reused (chunk_size, V) buffer
+    gradient over the buffer, in place     pyce's fused kernel, already scaled
+                                           by 1/denominator for 'mean'
+    d_hidden[chunk]  = g @ weight          straight into the output
+    d_weight        += g.T @ chunk         see "d_weight accumulation"
+    d_bias          += g.sum(axis=0)
+
+Memory beyond the inputs and the returned arrays is O(chunk_size * V), never
+O(N * V).
+
+d_weight accumulation.  NumPy's matmul cannot accumulate (it has no beta=1
+of BLAS gemm), and `d_weight += g.T @ chunk` would allocate a (V, H)
+temporary per chunk.  The first chunk writes g.T @ chunk straight into
+d_weight; later chunks compute it in blocks of _DW_BLOCK_ROWS rows of
+d_weight into a reused (_DW_BLOCK_ROWS, H) scratch and add each block while
+it is in cache: 4 MiB extra for H = 1024 float32, NumPy only.
+scipy.linalg.blas.sgemm with beta=1 needs no scratch, and a version doing
+all three products with it was tried; it was slower in bench/bench_linear.py
+(8.4 s against 3.7 s median at N=4096, H=1024, V=32000): OpenBLAS workers
+busy-wait for a while after each call, so a second BLAS thread pool (scipy's)
+alternating with NumPy's -- used by the rest of the caller's code too --
+steals the cores the other needs.
+
+Threads.  The matmuls run on BLAS's threads.  pyce's kernel runs serially
+here unless n_threads is given: it is ~5% of the work, and OpenMP workers
+that spin-wait after each chunk's region would compete with BLAS's threads.
+"""
+import numbers
+
+import numpy as np
+
+from pyce._core import _ce_rows_inplace
+from pyce._validate import REDUCTIONS, as_float_array, check_ce
+
+__all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "CHUNK_BUDGET_BYTES"]
+
+#: Default working-memory budget in bytes: the (chunk_size, V) logits buffer
+#: plus the (min(1024, V), H) d_weight scratch.  The default chunk_size is the
+#: largest multiple of 16 rows that fits, but at least MIN_CHUNK_ROWS: 160 rows
+#: for V = 32000, H = 1024 float32 (20.5 MB + 4.2 MB).
+CHUNK_BUDGET_BYTES = 24 * 2**20
+#: Below this many rows per chunk the matmuls are limited by reading weight
+#: (V x H) from memory once per chunk rather than by arithmetic, so very large
+#: vocabularies get this many rows (64 x 256000 float32 = 66 MB) instead.
+MIN_CHUNK_ROWS = 64
+
+# Rows of d_weight per block of the NumPy-only d_weight accumulation.
+_DW_BLOCK_ROWS = 1024
+
+
+class _NumpyMatmuls:
+    """The chunk's three products with NumPy's matmul (see the module docstring)."""
+
+    def __init__(self, weight):
+        self.weight = weight
+        self.scratch = None
+
+    def logits(self, rows, out):
+        np.matmul(rows, self.weight.T, out=out)
+
+    def d_hidden(self, g, out):
+        np.matmul(g, self.weight, out=out)
+
+    def d_weight(self, g, rows, d_weight, first):
+        if first:
+            np.matmul(g.T, rows, out=d_weight)
+            return
+        v, h = d_weight.shape
+        if self.scratch is None:
+            self.scratch = np.empty((min(_DW_BLOCK_ROWS, v), h), d_weight.dtype)
+        for v0 in range(0, v, _DW_BLOCK_ROWS):
+            v1 = min(v0 + _DW_BLOCK_ROWS, v)
+            block = self.scratch[:v1 - v0]
+            np.matmul(g[:, v0:v1].T, rows, out=block)
+            d_weight[v0:v1] += block
+
+
+def default_chunk_size(n_classes, n_features, dtype):
+    """Rows per chunk for the default memory budget (CHUNK_BUDGET_BYTES)."""
+    itemsize = np.dtype(dtype).itemsize
+    scratch = min(_DW_BLOCK_ROWS, n_classes) * n_features * itemsize
+    rows = max(CHUNK_BUDGET_BYTES - scratch, 0) // (max(int(n_classes), 1) * itemsize)
+    return max(MIN_CHUNK_ROWS, rows // 16 * 16)
+
+
+class _Head:
+    """A validated linear_cross_entropy call."""
+
+    __slots__ = ("hidden", "weight", "bias", "target", "n", "h", "v", "reduction",
+                 "ignore_index", "label_smoothing", "z_loss", "n_threads", "denom", "chunk")
+
+
+def _check_2d(a, name, shape_doc):
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-d {shape_doc}, got shape {a.shape}")
+
+
+def _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+           chunk_size, n_threads):
+    hid = as_float_array(hidden, "hidden")
+    _check_2d(hid, "hidden", "(N, H)")
+    w = as_float_array(weight, "weight")
+    _check_2d(w, "weight", "(V, H) as torch.nn.Linear stores it")
+    n, h = hid.shape
+    v = w.shape[0]
+    if w.shape[1] != h:
+        raise ValueError(f"weight must have shape (V, {h}) to match hidden of shape {hid.shape} "
+                         f"(H = {h}), got shape {w.shape}")
+    if v == 0:
+        raise ValueError(f"weight has 0 rows (shape {w.shape}): there must be at least 1 class")
+    if w.dtype != hid.dtype:
+        raise TypeError(f"weight must have hidden's dtype {hid.dtype}, got dtype {w.dtype}")
+    if bias is not None:
+        bias = as_float_array(bias, "bias")
+        if bias.shape != (v,):
+            raise ValueError(f"bias must have shape ({v},) (one entry per row of weight), "
+                             f"got shape {bias.shape}")
+        if bias.dtype != hid.dtype:
+            raise TypeError(f"bias must have hidden's dtype {hid.dtype}, got dtype {bias.dtype}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
+                         f"got {reduction!r}")
+    t = target if type(target) is np.ndarray else np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class indices (one per row of hidden), "
+                        f"got dtype {t.dtype}")
+    if t.shape != (n,):
+        raise ValueError(f"target must have shape ({n},) (one class index per row of hidden), "
+                         f"got shape {t.shape}")
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
+            raise TypeError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+    # The shared checks (target range, ignore_index, label_smoothing, z_loss,
+    # n_threads) and the 'mean' denominator, on a zero-stride stand-in for the
+    # (N, V) logits: no (N, V) memory is touched or allocated.
+    stand_in = np.broadcast_to(np.zeros((), hid.dtype), (n, v))
+    p = check_ce(stand_in, t, None, ignore_index, reduction, label_smoothing, None, z_loss,
+                 n_threads)
+    hd = _Head()
+    hd.hidden, hd.weight, hd.bias, hd.target = hid, w, bias, p.target
+    hd.n, hd.h, hd.v = n, h, v
+    hd.reduction, hd.ignore_index = reduction, p.ignore_index
+    hd.label_smoothing, hd.z_loss = p.label_smoothing, p.z_loss
+    hd.n_threads = 1 if n_threads is None else p.n_threads  # see "Threads" above
+    hd.denom = p.denom
+    hd.chunk = min(int(chunk_size) if chunk_size is not None
+                   else default_chunk_size(v, h, hid.dtype), max(n, 1))
+    return hd
+
+
+def _run(hd, want_grad):
+    dt = hd.hidden.dtype
+    n, v = hd.n, hd.v
+    if hd.reduction == "mean":
+        grad_scale = 1.0 / hd.denom if hd.denom != 0.0 else 0.0
+    else:  # 'sum', and 'none' (gradient of the sum of the per-row losses)
+        grad_scale = 1.0
+    loss_rows = np.empty(n, dt) if hd.reduction == "none" else None
+    logits_buf = np.empty((hd.chunk, v), dt)
+    if want_grad:
+        d_hidden = np.empty((n, hd.h), dt)
+        d_weight = np.zeros((v, hd.h), dt)
+        d_bias = np.zeros(v, dt) if hd.bias is not None else None
+    mm = _NumpyMatmuls(hd.weight)
+    total = 0.0
+    for r0 in range(0, n, hd.chunk):
+        r1 = min(r0 + hd.chunk, n)
+        rows = hd.hidden[r0:r1]
+        logits = logits_buf[:r1 - r0]
+        mm.logits(rows, logits)
+        if hd.bias is not None:
+            logits += hd.bias
+        total += _ce_rows_inplace(logits, hd.target[r0:r1],
+                                  None if loss_rows is None else loss_rows[r0:r1],
+                                  grad_scale, hd.ignore_index, hd.label_smoothing, hd.z_loss,
+                                  hd.n_threads, want_grad)
+        if not want_grad:
+            continue
+        g = logits  # now the gradient with respect to this chunk's logits
+        mm.d_hidden(g, d_hidden[r0:r1])
+        mm.d_weight(g, rows, d_weight, first=r0 == 0)
+        if d_bias is not None:
+            d_bias += g.sum(axis=0)  # a (V,) temporary per chunk: negligible
+    if hd.reduction == "none":
+        loss = loss_rows
+    elif hd.reduction == "sum":
+        loss = dt.type(total)
+    else:
+        loss = dt.type(total / hd.denom) if hd.denom != 0.0 else dt.type(np.nan)
+    if not want_grad:
+        return loss
+    return loss, d_hidden, d_weight, d_bias
+
+
+def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean",
+                         label_smoothing=0.0, *, z_loss=0.0, chunk_size=None, n_threads=None):
+    hd = _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                chunk_size, n_threads)
+    return _run(hd, False)
+
+
+def linear_cross_entropy_and_grad(hidden, weight, target, bias=None, ignore_index=-100,
+                                  reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
+                                  chunk_size=None, n_threads=None):
+    hd = _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                chunk_size, n_threads)
+    return _run(hd, True)
+
+
+_DOC = """
+    Parameters
+    ----------
+    hidden : (N, H) float32 or float64 array
+        The rows fed to the linear layer (any memory order; a chunk of a
+        non-C-contiguous hidden may be copied by NumPy's matmul, O(chunk * H)).
+    weight : (V, H) array of hidden's dtype
+        The layer's weight as torch.nn.Linear (and an LM head) stores it:
+        logits = hidden @ weight.T + bias.
+    target : (N,) integer array
+        Class indices in [0, V), or ignore_index.
+    bias : (V,) array of hidden's dtype, optional
+    ignore_index : int
+        Rows whose target equals it have loss 0 and gradient 0 and are left
+        out of 'mean''s denominator; when every row is ignored 'mean' is NaN
+        with all-zero gradients (as pyce.cross_entropy).
+    reduction : {'mean', 'sum', 'none'}
+        'none' returns the (N,) per-row losses (and the gradients of their sum).
+    label_smoothing : float in [0, 1]
+        As pyce.cross_entropy (no class weights here).
+    z_loss : float >= 0 (keyword)
+        Adds z_loss * logsumexp(logits_i)^2 to each non-ignored row's loss
+        (PaLM's z-loss, Liger's lse_square_scale); same denominator for
+        'mean'. Free when 0.
+    chunk_size : positive int or None (keyword)
+        Rows per chunk. None picks the largest multiple of 16 rows whose
+        (chunk_size, V) logits buffer and d_weight scratch fit in
+        pyce._linear.CHUNK_BUDGET_BYTES (24 MiB: 160 rows for V = 32000,
+        H = 1024 float32), but at least 64 rows.
+    n_threads : int or None (keyword)
+        Threads of pyce's cross-entropy kernel. None runs it serially (it is
+        ~5% of the work, and idle OpenMP workers would compete with BLAS's
+        threads between chunks). The matmuls run on NumPy's BLAS with its
+        own threads (threadpoolctl controls them).
+
+    Memory: beyond the inputs and the returned arrays, one (chunk_size, V)
+    logits buffer and, for the gradients, a (min(1024, V), H) scratch for
+    accumulating d_weight; never an (N, V) array.
+
+    Precision: the matmuls are NumPy's (BLAS, in the input's dtype); the
+    cross-entropy is pyce's fused kernel (float32 exp within 2 ulp, row sums,
+    logs and the loss total in float64).  Results match the unfused
+    computation to float rounding, not bitwise: chunking changes the order
+    of BLAS's sums over rows for d_weight.
+"""
+
+linear_cross_entropy.__doc__ = """Cross-entropy of logits = hidden @ weight.T (+ bias), without building the logits.
+
+    Returns the loss: a NumPy scalar of hidden's dtype for 'mean' and 'sum',
+    the (N,) per-row losses for 'none'. Equal (to float rounding) to
+    pyce.cross_entropy(hidden @ weight.T + bias, target, ...).
+""" + _DOC
+
+linear_cross_entropy_and_grad.__doc__ = """(loss, d_hidden, d_weight, d_bias) of linear_cross_entropy, chunked.
+
+    d_hidden (N, H), d_weight (V, H) and d_bias (V,) -- None without bias --
+    are the gradients of the loss ('none': of the sum of the per-row losses)
+    with respect to hidden, weight and bias, in hidden's dtype.  Each chunk's
+    logits gradient is computed in place in the chunk buffer, already scaled
+    by 1/denominator for 'mean', and consumed by the matmuls at once.
+""" + _DOC
