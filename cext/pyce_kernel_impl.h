@@ -235,6 +235,17 @@ PYCE_ALWAYS_INLINE void SFX(zero_row)(T *gr, int64_t sg, int64_t c)
         gr[k * sg] = (T)0;
 }
 
+/* Asks for the start of the next row while this one is computed: each row
+ * begins a new stream that the hardware prefetcher would only pick up after
+ * a few misses, and the max sweep would wait for memory. */
+PYCE_ALWAYS_INLINE void SFX(prefetch_row)(const T *next, int64_t c)
+{
+    const int64_t lines = c * (int64_t)sizeof(T) / 64 < PYCE_PREFETCH_LINES
+                              ? c * (int64_t)sizeof(T) / 64 : PYCE_PREFETCH_LINES;
+    for (int64_t l = 0; l < lines; l++)
+        __builtin_prefetch((const char *)next + 64 * l, 0, 3);
+}
+
 /* One row, in place: max sweep, prep, exp sweep into the gradient row, finish. */
 PYCE_ALWAYS_INLINE double SFX(ce_row)(const pyce_ce_args *a, int64_t i,
                                       const T *xr, int64_t sx,
@@ -461,6 +472,8 @@ PYCE_CLONES double SFX(pyce_ce_block)(const pyce_ce_args *a, int64_t i0, int64_t
         T *gr = grad ? grad + n * a->g_sn + p * a->g_sd : NULL;
         const T *tr = tp ? tp + n * a->t_sn + p * a->t_sd : NULL;
         double l;
+        if (contiguous && d == 1 && i + 1 < i1)
+            SFX(prefetch_row)(xr + a->x_sn, a->c);
         if (contiguous)
             l = SFX(ce_row)(a, i, xr, 1, gr, 1, tr, 1);
         else

@@ -64,6 +64,8 @@
  * per SIMD lane (16 floats fill an AVX-512 register). */
 #define PYCE_SMALL_C 16
 #define PYCE_LANES 16
+/* Cache lines of the next row requested ahead (row path; see prefetch_row). */
+#define PYCE_PREFETCH_LINES 64
 
 static int64_t block_rows(int64_t rows)
 {
