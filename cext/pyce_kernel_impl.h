@@ -74,9 +74,14 @@ PYCE_ALWAYS_INLINE double SFX(row_expsum)(const T *xr, int64_t sx,
                     acc[j] += (double)((e4[j] + e4[j + PYCE_ACC / 4]) +
                                        (e4[j + PYCE_ACC / 2] + e4[j + 3 * PYCE_ACC / 4]));
             } else {
+                T e4[PYCE_ACC];
 #pragma omp simd
                 for (int64_t j = 0; j < PYCE_ACC; j++)
-                    acc[j] += (double)PYCE_EXP(xr[k + j] - m);
+                    e4[j] = PYCE_EXP(xr[k + j] - m);
+#pragma omp simd
+                for (int64_t j = 0; j < PYCE_ACC / 4; j++)
+                    acc[j] += (double)((e4[j] + e4[j + PYCE_ACC / 4]) +
+                                       (e4[j + PYCE_ACC / 2] + e4[j + 3 * PYCE_ACC / 4]));
             }
         }
         for (int64_t j = 0; j < PYCE_ACC; j++)
