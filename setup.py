@@ -132,14 +132,15 @@ extensions = [
     Extension(
         "pyce._ce",
         sources=["cext/_ce.pyx", "cext/pyce_kernels.c"],
-        depends=["cext/pyce_kernels.h", "cext/pyce_kernel_impl.h", "cext/pyce_exp.h"],
+        depends=["cext/pyce_kernels.h", "cext/pyce_kernel_impl.h", "cext/pyce_exp.h",
+                 "cext/pyce_dispatch.h"],
         include_dirs=[np.get_include(), "cext"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),
     Extension(
         "pyce._nnk",
         sources=["cext/_nnk.pyx", "cext/pyce_nn_kernels.c"],
-        depends=["cext/pyce_nn_kernels.h", "cext/pyce_exp.h"],
+        depends=["cext/pyce_nn_kernels.h", "cext/pyce_exp.h", "cext/pyce_dispatch.h"],
         include_dirs=[np.get_include(), "cext"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),

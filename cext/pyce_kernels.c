@@ -34,6 +34,7 @@
  */
 #include "pyce_kernels.h"
 #include "pyce_exp.h"
+#include "pyce_dispatch.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -42,17 +43,6 @@
 #include <omp.h>
 #endif
 
-/* Runtime dispatch between x86-64 micro-architecture levels: GCC clones the
- * block functions and picks one at load time (ifunc, glibc).  Elsewhere the
- * baseline build is used.  Never -march=native: the module runs anywhere. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__) && !defined(PYCE_NO_CLONES)
-#define PYCE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define PYCE_HAVE_CLONES 1
-#else
-#define PYCE_CLONES
-#define PYCE_HAVE_CLONES 0
-#endif
 
 /* Below this many elements a call runs serially: entering an OpenMP region
  * costs about 1.5 us on 2 cores, more than the whole work of a small batch. */

@@ -55,15 +55,10 @@
  */
 #include "pyce_nn_kernels.h"
 #include "pyce_exp.h"
+#include "pyce_dispatch.h"
 
 #include <math.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__) && !defined(PYCE_NO_CLONES)
-#define PYCE_NN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define PYCE_NN_CLONES
-#endif
 
 PYCE_ALWAYS_INLINE float expm1_nonpos_f32(float x)
 {
@@ -103,7 +98,7 @@ PYCE_ALWAYS_INLINE double expm1_nonpos_f64(double x)
 }
 
 #define PYCE_NN_DEFINE(T, SFX)                                                       \
-    PYCE_NN_CLONES void pyce_elu_fwd_##SFX(const T *x, T *y, int64_t n, T alpha)     \
+    PYCE_CLONES void pyce_elu_fwd_##SFX(const T *x, T *y, int64_t n, T alpha)     \
     {                                                                                \
         _Pragma("omp simd")                                                          \
         for (int64_t i = 0; i < n; i++) {                                            \
@@ -113,7 +108,7 @@ PYCE_ALWAYS_INLINE double expm1_nonpos_f64(double x)
             y[i] = v > 0 ? v : e;                                                    \
         }                                                                            \
     }                                                                                \
-    PYCE_NN_CLONES void pyce_elu_bwd_##SFX(const T *x, const T *y, const T *g, T *dx, \
+    PYCE_CLONES void pyce_elu_bwd_##SFX(const T *x, const T *y, const T *g, T *dx, \
                                            int64_t n, T alpha)                       \
     {                                                                                \
         _Pragma("omp simd")                                                          \
@@ -122,7 +117,7 @@ PYCE_ALWAYS_INLINE double expm1_nonpos_f64(double x)
             dx[i] = x[i] > 0 ? gi : gi * (y[i] + alpha);                             \
         }                                                                            \
     }                                                                                \
-    PYCE_NN_CLONES void pyce_relu_bwd_##SFX(const T *y, const T *g, T *dx, int64_t n) \
+    PYCE_CLONES void pyce_relu_bwd_##SFX(const T *y, const T *g, T *dx, int64_t n) \
     {                                                                                \
         _Pragma("omp simd")                                                          \
         for (int64_t i = 0; i < n; i++)                                              \
@@ -172,7 +167,7 @@ PYCE_ALWAYS_INLINE float pyce_sqrt_f32(float x) { return sqrtf(x); }
 PYCE_ALWAYS_INLINE double pyce_sqrt_f64(double x) { return sqrt(x); }
 
 #define PYCE_OPTIM_DEFINE(T, SFX)                                                    \
-    PYCE_NN_CLONES void pyce_sgd_step_##SFX(T *p, const T *g, T *buf, int64_t n,     \
+    PYCE_CLONES void pyce_sgd_step_##SFX(T *p, const T *g, T *buf, int64_t n,     \
                                             T lr, T mu, T wd, int nesterov, int first) \
     {                                                                                \
         int wd_on = wd != 0, mom = mu != 0 && buf != NULL;                           \
@@ -189,7 +184,7 @@ PYCE_ALWAYS_INLINE double pyce_sqrt_f64(double x) { return sqrt(x); }
         default: PYCE_SGD_BODY(T, 1, 1, 1, 1) break;                                 \
         }                                                                            \
     }                                                                                \
-    PYCE_NN_CLONES void pyce_adam_step_##SFX(T *p, const T *g, T *m, T *v, int64_t n, \
+    PYCE_CLONES void pyce_adam_step_##SFX(T *p, const T *g, T *m, T *v, int64_t n, \
                                              T wd, T w1, T beta2, T w2, T neg_step,  \
                                              T bc2_sqrt, T eps)                      \
     {                                                                                \
@@ -208,7 +203,7 @@ PYCE_OPTIM_DEFINE(double, f64)
 #define PYCE_COLSUM_BLOCK 256
 
 #define PYCE_BIAS_DEFINE(T, ACC, SFX)                                                \
-    PYCE_NN_CLONES void pyce_add_row_bias_##SFX(T *y, const T *b, int64_t rows,       \
+    PYCE_CLONES void pyce_add_row_bias_##SFX(T *y, const T *b, int64_t rows,       \
                                                 int64_t cols)                        \
     {                                                                                \
         for (int64_t i = 0; i < rows; i++) {                                         \
@@ -218,7 +213,7 @@ PYCE_OPTIM_DEFINE(double, f64)
                 yi[j] = yi[j] + b[j];                                                \
         }                                                                            \
     }                                                                                \
-    PYCE_NN_CLONES void pyce_column_sum_##SFX(const T *g, T *out, int64_t rows,       \
+    PYCE_CLONES void pyce_column_sum_##SFX(const T *g, T *out, int64_t rows,       \
                                               int64_t cols, int accumulate)          \
     {                                                                                \
         ACC acc[PYCE_COLSUM_BLOCK];                                                  \
