@@ -272,6 +272,7 @@ def test_torch_digits_epoch(benchmark, threads):
     print(f"\ntorch digits epoch, threads={threads}: {load}")
 
 
+@pytest.mark.large
 @pytest.mark.benchmark(group="cifar-epoch")
 def test_cifar_non_matmul_share(benchmark):
     res = {}
