@@ -11,11 +11,20 @@ NumPy; `pyce.nn`, `pyce.optim` and `pyce.train` are a small MLP trainer.
 try:
     from pyce import _ce
 except ImportError as exc:  # pragma: no cover - depends on how pyce was installed
+    import os as _os
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    if _os.path.isdir(_os.path.join(_here, _os.pardir, "cext")):
+        raise ImportError(
+            f"pyce was imported from its source checkout ({_here}), which has no compiled "
+            f"module ({exc}). Python puts the current directory first on sys.path for "
+            "`python -m ...` and `python -c ...`, so from the repository root these find the "
+            "sources, not the installed package. Install with `pip install .`, then run the "
+            "`pyce` command (`pyce train`) or run Python from another directory; the tests "
+            "run with plain `pytest`, which imports the installed package."
+        ) from exc
     raise ImportError(
         "pyce's compiled module pyce._ce could not be imported "
-        f"({exc}). Build and install pyce with `pip install .` from the repository "
-        "root; if you are running from a source checkout, run the tests with plain "
-        "`pytest` (it imports the installed package, not the source tree)."
+        f"({exc}). Build and install pyce with `pip install .` from the repository root."
     ) from exc
 
 from pyce._core import (cross_entropy, cross_entropy_and_grad, cross_entropy_backward,
