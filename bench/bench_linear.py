@@ -176,7 +176,7 @@ def report(sizes, rounds=3):
         hidden, weight, target = make_problem(n, h, v)
         logits_mb = n * v * 4 / 1e6
         print(f"\nN={n} H={h} V={v} float32: the (N, V) logits are {logits_mb:.0f} MB; "
-              f"default chunk {pyce._linear.default_chunk_size(v, h, np.float32)} rows")
+              f"default chunk {pyce._linear.default_chunk_size(v, h, np.float32, n_rows=n)} rows")
         for k in variants:  # warm-up
             VARIANTS[k](hidden[:64], weight, target[:64])
         times = {k: [] for k in variants}

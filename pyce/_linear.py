@@ -16,18 +16,18 @@ rows of `hidden` are processed in chunks of `chunk_size` rows, and per chunk
 Memory beyond the inputs and the returned arrays is O(chunk_size * V), never
 O(N * V).
 
-d_weight accumulation.  NumPy's matmul cannot accumulate (it has no beta=1
-of BLAS gemm), and `d_weight += g.T @ chunk` would allocate a (V, H)
-temporary per chunk.  The first chunk writes g.T @ chunk straight into
+d_weight accumulation.  d_weight += g.T @ chunk needs a gemm with beta = 1,
+which NumPy's matmul does not offer.  When NumPy's wheel bundles its
+scipy-openblas library (the usual case), the three products call that
+library's cblas gemm directly through ctypes: the same loaded instance and
+thread pool NumPy uses, d_weight accumulated by gemm itself, no scratch
+(_CblasMatmuls).  Otherwise (another BLAS, or rows that are not contiguous)
+NumPy's matmul does them: the first chunk writes g.T @ chunk straight into
 d_weight; later chunks compute it in blocks of _DW_BLOCK_ROWS rows of
 d_weight into a reused (_DW_BLOCK_ROWS, H) scratch and add each block while
-it is in cache: 4 MiB extra for H = 1024 float32, NumPy only.
-scipy.linalg.blas.sgemm with beta=1 needs no scratch, and a version doing
-all three products with it was tried; it was slower in bench/bench_linear.py
-(8.4 s against 3.7 s median at N=4096, H=1024, V=32000): OpenBLAS workers
-busy-wait for a while after each call, so a second BLAS thread pool (scipy's)
-alternating with NumPy's -- used by the rest of the caller's code too --
-steals the cores the other needs.
+it is in cache (_NumpyMatmuls; 4 MiB extra for H = 1024 float32).
+SciPy's gemm with beta = 1 was tried and was slower: its second OpenBLAS
+thread pool alternating with NumPy's steals the cores the other needs.
 
 Threads.  The matmuls run on BLAS's threads.  pyce's kernel runs serially
 here unless n_threads is given: it is ~5% of the work, and OpenMP workers
@@ -40,13 +40,19 @@ import numpy as np
 from pyce._core import _ce_rows_inplace
 from pyce._validate import REDUCTIONS, as_float_array, check_ce
 
-__all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "CHUNK_BUDGET_BYTES"]
+__all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "CHUNK_BUDGET_BYTES",
+           "CHUNK_BUDGET_FRACTION"]
 
 #: Default working-memory budget in bytes: the (chunk_size, V) logits buffer
-#: plus the (min(1024, V), H) d_weight scratch.  The default chunk_size is the
-#: largest multiple of 16 rows that fits, but at least MIN_CHUNK_ROWS: 160 rows
-#: for V = 32000, H = 1024 float32 (20.5 MB + 4.2 MB).
+#: (plus, on the NumPy-only path, the (min(1024, V), H) d_weight scratch).  The
+#: default chunk_size is the largest multiple of 16 rows that fits, but at
+#: least MIN_CHUNK_ROWS: for V = 32000, H = 1024 float32, 192 rows (24.6 MB)
+#: with NumPy's cblas, 160 rows (20.5 MB + 4.2 MB) on the NumPy-only path.
 CHUNK_BUDGET_BYTES = 24 * 2**20
+#: ... or, when larger, this fraction of the (N, V) logits that are never built:
+#: big batches over big vocabularies get chunks that keep the products
+#: efficient while the extra memory stays under 5% of the unfused path's.
+CHUNK_BUDGET_FRACTION = 0.045
 #: Below this many rows per chunk the matmuls are limited by reading weight
 #: (V x H) from memory once per chunk rather than by arithmetic, so very large
 #: vocabularies get this many rows (64 x 256000 float32 = 66 MB) instead.
@@ -83,11 +89,102 @@ class _NumpyMatmuls:
             d_weight[v0:v1] += block
 
 
-def default_chunk_size(n_classes, n_features, dtype):
-    """Rows per chunk for the default memory budget (CHUNK_BUDGET_BYTES)."""
+class _CblasMatmuls:
+    """The chunk's three products with gemm from the BLAS NumPy itself uses.
+
+    Through cblas, d_weight += g.T @ chunk is one gemm with beta = 1: no
+    scratch and no separate pass adding it in.  The library is the one
+    NumPy's wheels bundle (scipy-openblas, ILP64: `scipy_cblas_?gemm64_`),
+    opened by path, so it is the already-loaded instance with NumPy's own
+    thread pool -- unlike SciPy's BLAS, whose second pool competes with it.
+    Used when found and the arrays' rows are contiguous; otherwise
+    _NumpyMatmuls.
+    """
+
+    _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+    def __init__(self, gemm, weight):
+        self.gemm = gemm
+        self.weight = weight
+        self.h = weight.shape[1]
+
+    def _call(self, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+        self.gemm(self._ROW_MAJOR, self._TRANS if trans_a else self._NO_TRANS,
+                  self._TRANS if trans_b else self._NO_TRANS, m, n, k, 1.0,
+                  a.ctypes.data, lda, b.ctypes.data, ldb, beta, c.ctypes.data, ldc)
+
+    @staticmethod
+    def _ld(a):
+        return a.strides[0] // a.itemsize
+
+    def logits(self, rows, out):
+        v = out.shape[1]
+        self._call(False, True, rows.shape[0], v, self.h, rows, self._ld(rows),
+                   self.weight, self.h, 0.0, out, v)
+
+    def d_hidden(self, g, out):
+        self._call(False, False, g.shape[0], self.h, g.shape[1], g, g.shape[1],
+                   self.weight, self.h, 0.0, out, self.h)
+
+    def d_weight(self, g, rows, d_weight, first):
+        v = d_weight.shape[0]
+        self._call(True, False, v, self.h, g.shape[0], g, v, rows, self._ld(rows),
+                   0.0 if first else 1.0, d_weight, self.h)
+
+
+_GEMM = {}
+
+
+def _numpy_gemm(dtype):
+    """NumPy's bundled cblas_?gemm (ILP64) through ctypes, or None."""
+    key = np.dtype(dtype).char
+    if key not in _GEMM:
+        _GEMM[key] = None
+        try:
+            import ctypes
+            import glob
+            import os
+            libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+            paths = sorted(glob.glob(os.path.join(libdir, "libscipy_openblas64_*.so*")))
+            if paths:
+                lib = ctypes.CDLL(paths[0])
+                fn = getattr(lib, f"scipy_cblas_{'s' if key == 'f' else 'd'}gemm64_")
+                real = ctypes.c_float if key == "f" else ctypes.c_double
+                i64, ptr = ctypes.c_int64, ctypes.c_void_p
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, real,
+                               ptr, i64, ptr, i64, real, ptr, i64]
+                fn.restype = None
+                _GEMM[key] = fn
+        except (OSError, AttributeError):
+            pass
+    return _GEMM[key]
+
+
+def _matmuls(hidden, weight):
+    gemm = _numpy_gemm(hidden.dtype)
+    # row-major operands for gemm: unit stride along a row, rows at a positive
+    # stride of at least one row (lda >= H); anything else takes the NumPy path
+    isz = hidden.itemsize
+    rows_ok = (hidden.strides[1] == isz and hidden.strides[0] % isz == 0
+               and hidden.strides[0] >= hidden.shape[1] * isz)
+    if gemm is not None and rows_ok and weight.flags.c_contiguous:
+        return _CblasMatmuls(gemm, weight)
+    return _NumpyMatmuls(weight)
+
+
+def default_chunk_size(n_classes, n_features, dtype, scratch=None, n_rows=0):
+    """Rows per chunk for the default memory budget: CHUNK_BUDGET_BYTES, or
+    CHUNK_BUDGET_FRACTION of the (n_rows, n_classes) logits if that is more.
+
+    `scratch`: whether the d_weight scratch of the NumPy-only path counts
+    (None: whether that path is the one that will run for this dtype).
+    """
     itemsize = np.dtype(dtype).itemsize
-    scratch = min(_DW_BLOCK_ROWS, n_classes) * n_features * itemsize
-    rows = max(CHUNK_BUDGET_BYTES - scratch, 0) // (max(int(n_classes), 1) * itemsize)
+    if scratch is None:
+        scratch = _numpy_gemm(dtype) is None
+    scratch = min(_DW_BLOCK_ROWS, n_classes) * n_features * itemsize if scratch else 0
+    budget = max(CHUNK_BUDGET_BYTES, int(CHUNK_BUDGET_FRACTION * n_rows * n_classes * itemsize))
+    rows = max(budget - scratch, 0) // (max(int(n_classes), 1) * itemsize)
     return max(MIN_CHUNK_ROWS, rows // 16 * 16)
 
 
@@ -154,7 +251,9 @@ def _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothin
     hd.n_threads = 1 if n_threads is None else p.n_threads  # see "Threads" above
     hd.denom = p.denom
     hd.chunk = min(int(chunk_size) if chunk_size is not None
-                   else default_chunk_size(v, h, hid.dtype), max(n, 1))
+                   else default_chunk_size(v, h, hid.dtype, n_rows=n,
+                                           scratch=not isinstance(_matmuls(hid, w), _CblasMatmuls)),
+                   max(n, 1))
     return hd
 
 
@@ -171,7 +270,7 @@ def _run(hd, want_grad):
         d_hidden = np.empty((n, hd.h), dt)
         d_weight = np.zeros((v, hd.h), dt)
         d_bias = np.zeros(v, dt) if hd.bias is not None else None
-    mm = _NumpyMatmuls(hd.weight)
+    mm = _matmuls(hd.hidden, hd.weight)
     total = 0.0
     for r0 in range(0, n, hd.chunk):
         r1 = min(r0 + hd.chunk, n)
@@ -243,9 +342,10 @@ _DOC = """
         'mean'. Free when 0.
     chunk_size : positive int or None (keyword)
         Rows per chunk. None picks the largest multiple of 16 rows whose
-        (chunk_size, V) logits buffer and d_weight scratch fit in
-        pyce._linear.CHUNK_BUDGET_BYTES (24 MiB: 160 rows for V = 32000,
-        H = 1024 float32), but at least 64 rows.
+        (chunk_size, V) logits buffer (and, on the NumPy-only path, d_weight
+        scratch) fit in pyce._linear.CHUNK_BUDGET_BYTES (24 MiB: 192 rows for
+        V = 32000, H = 1024 float32) or, if that is more, in
+        CHUNK_BUDGET_FRACTION (4.5%) of the (N, V) logits; at least 64 rows.
     n_threads : int or None (keyword)
         Threads of pyce's cross-entropy kernel. None runs it serially (it is
         ~5% of the work, and idle OpenMP workers would compete with BLAS's
@@ -253,8 +353,9 @@ _DOC = """
         own threads (threadpoolctl controls them).
 
     Memory: beyond the inputs and the returned arrays, one (chunk_size, V)
-    logits buffer and, for the gradients, a (min(1024, V), H) scratch for
-    accumulating d_weight; never an (N, V) array.
+    logits buffer (and, for the gradients on the NumPy-only path, a
+    (min(1024, V), H) scratch for accumulating d_weight); never an (N, V)
+    array.
 
     Precision: the matmuls are NumPy's (BLAS, in the input's dtype); the
     cross-entropy is pyce's fused kernel (float32 exp within 2 ulp, row sums,

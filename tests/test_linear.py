@@ -16,10 +16,17 @@ from pyce import _linear
 from pyce import reference as ref
 
 
-@pytest.fixture(params=[16, 1024])
+@pytest.fixture(params=["cblas", 16, 1024])
 def dw_path(request, monkeypatch):
-    """Rows per d_weight block: 16 runs several blocks per chunk, 1024 one (V < 1024)."""
-    monkeypatch.setattr(_linear, "_DW_BLOCK_ROWS", request.param)
+    """The products' path: NumPy's own cblas gemm (d_weight with beta = 1), or the
+    NumPy-only path with d_weight blocks of 16 rows (several blocks per chunk)
+    or 1024 rows (one block, V < 1024)."""
+    if request.param == "cblas":
+        if _linear._numpy_gemm(np.float64) is None:
+            pytest.skip("this NumPy does not bundle scipy-openblas (NumPy-only path tested)")
+    else:
+        monkeypatch.setattr(_linear, "_numpy_gemm", lambda dtype: None)
+        monkeypatch.setattr(_linear, "_DW_BLOCK_ROWS", request.param)
     return request.param
 
 
@@ -207,11 +214,18 @@ def test_never_allocates_the_logits(dw_path):
 
 def test_default_chunk_size_follows_the_budget():
     assert _linear.CHUNK_BUDGET_BYTES == 24 * 2**20
-    # buffer 160 * 32000 * 4 + scratch 1024 * 1024 * 4 = 24.7 MB <= 25.2 MB
-    assert _linear.default_chunk_size(32000, 1024, np.float32) == 160
-    assert _linear.default_chunk_size(32000, 1024, np.float64) == 64   # the minimum
-    assert _linear.default_chunk_size(32000, 64, np.float64) == 96
-    assert _linear.default_chunk_size(256000, 1024, np.float32) == 64  # the minimum
+    # NumPy-only path: buffer 160 * 32000 * 4 + scratch 1024 * 1024 * 4 = 24.7 MB <= 25.2 MB
+    assert _linear.default_chunk_size(32000, 1024, np.float32, scratch=True) == 160
+    assert _linear.default_chunk_size(32000, 1024, np.float64, scratch=True) == 64   # the minimum
+    assert _linear.default_chunk_size(32000, 64, np.float64, scratch=True) == 96
+    assert _linear.default_chunk_size(256000, 1024, np.float32, scratch=True) == 64  # the minimum
+    # cblas path, no scratch: buffer 192 * 32000 * 4 = 24.6 MB
+    assert _linear.default_chunk_size(32000, 1024, np.float32, scratch=False) == 192
+    assert _linear.default_chunk_size(32000, 1024, np.float64, scratch=False) == 96
+    # big batch x big vocabulary: 4.5% of the (2048, 128000) float32 logits = 47 MB -> 80 rows
+    assert _linear.CHUNK_BUDGET_FRACTION == 0.045
+    assert _linear.default_chunk_size(128000, 1024, np.float32, scratch=False, n_rows=2048) == 80
+    assert _linear.default_chunk_size(32000, 1024, np.float32, scratch=False, n_rows=4096) == 192
 
 
 def _args():
