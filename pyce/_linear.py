@@ -165,8 +165,8 @@ def _matmuls(hidden, weight):
     # row-major operands for gemm: unit stride along a row, rows at a positive
     # stride of at least one row (lda >= H); anything else takes the NumPy path
     isz = hidden.itemsize
-    rows_ok = (hidden.strides[1] == isz and hidden.strides[0] % isz == 0
-               and hidden.strides[0] >= hidden.shape[1] * isz)
+    rows_ok = (hidden.shape[1] >= 1 and hidden.strides[1] == isz
+               and hidden.strides[0] % isz == 0 and hidden.strides[0] >= hidden.shape[1] * isz)
     if gemm is not None and rows_ok and weight.flags.c_contiguous:
         return _CblasMatmuls(gemm, weight)
     return _NumpyMatmuls(weight)
