@@ -197,10 +197,29 @@ PYCE_ALWAYS_INLINE double SFX(ce_row_finish)(const pyce_ce_args *a, int64_t i,
         double g = a->grad_scale * v;
         if (a->grad_output)
             g *= a->grad_output[i];
-        const T pc = (T)(g * pcoef / s);
-        if (rs->y >= 0) {
-            const int64_t y = rs->y;
-            const double ey = (double)er[y * se];
+        const double pcd = g * pcoef / s;
+        /* e_y before the sweeps below overwrite er (er may be gr) */
+        const double ey_saved = rs->y >= 0 ? (double)er[rs->y * se] : 0.0;
+        /* Largest term subtracted from p_k * pcd: the smoothing share or the
+         * probability-target mass (a_k <= w_k (1 - eps + eps/c) <= sum_j w_j). */
+        const double sub_max = fabs(g) * (rs->y >= 0 ? (eps > 0.0 ? eps_c : 0.0) : 1.0) *
+                               (cw ? a->class_weight_sum : 1.0);
+        if (fabs(pcd) > SFX(T_MAX) || sub_max > SFX(T_MAX)) {  /* false for NaN: a NaN row stays NaN */
+            /* A gradient beyond T's range (tiny 'mean' denominators, huge
+             * grad_output): combine in double and round once, so entries
+             * overflow to +-inf as IEEE says instead of inf - inf = NaN or
+             * 0 * inf = NaN for masked classes. */
+            for (int64_t k = 0; k < c; k++) {
+                double sub;
+                if (rs->y >= 0)
+                    sub = eps > 0.0 ? g * eps_c * (cw ? cw[k] : 1.0) : 0.0;
+                else
+                    sub = g * ((1.0 - eps) * (double)tr[k * st] + eps_c) * (cw ? cw[k] : 1.0);
+                const double ek = (double)er[k * se];
+                gr[k * sg] = (T)((ek != 0.0 ? ek * pcd : 0.0) - sub);
+            }
+        } else if (rs->y >= 0) {
+            const T pc = (T)pcd;
             if (eps > 0.0 && cw) {
                 const double gb = g * eps_c;
 #pragma omp simd
@@ -216,18 +235,22 @@ PYCE_ALWAYS_INLINE double SFX(ce_row_finish)(const pyce_ce_args *a, int64_t i,
                 for (int64_t k = 0; k < c; k++)
                     gr[k * sg] = er[k * se] * pc;
             }
-            /* Target entry in double: p_y - 1 = (e_y - s)/s keeps its
-             * relative accuracy when p_y ~ 1 (no float cancellation). */
-            const double smooth_b = eps > 0.0 ? eps_c * (cw ? cw[y] : 1.0) : 0.0;
-            const double tw = rs->target_w;
-            gr[y * sg] = (T)(g * ((tw * (ey - s) + (pcoef - tw) * ey) / s - smooth_b));
         } else {
+            const T pc = (T)pcd;
             for (int64_t k = 0; k < c; k++) {
                 double ak = (1.0 - eps) * (double)tr[k * st] + eps_c;
                 if (cw)
                     ak *= cw[k];
                 gr[k * sg] = (T)((double)(er[k * se] * pc) - g * ak);
             }
+        }
+        if (rs->y >= 0) {
+            /* Target entry in double: p_y - 1 = (e_y - s)/s keeps its
+             * relative accuracy when p_y ~ 1 (no float cancellation). */
+            const int64_t y = rs->y;
+            const double smooth_b = eps > 0.0 ? eps_c * (cw ? cw[y] : 1.0) : 0.0;
+            const double tw = rs->target_w;
+            gr[y * sg] = (T)(g * ((tw * (ey_saved - s) + (pcoef - tw) * ey_saved) / s - smooth_b));
         }
     }
     return v * loss;
@@ -405,19 +428,32 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes_plain)(const pyce_ce_args *a, int64_t i0,
     }
     if (grad) {
         T pcv[L];
-        double fixv[L];
-#pragma omp simd
+        double pcdv[L], fixv[L];
+        int in_range = 1;
+#pragma omp simd reduction(&& : in_range)
         for (int64_t r = 0; r < L; r++) {
-            pcv[r] = (T)(gv[r] / sv[r]);
+            pcdv[r] = gv[r] / sv[r];
+            pcv[r] = (T)pcdv[r];
+            in_range = in_range && !(fabs(pcdv[r]) > SFX(T_MAX));  /* NaN rows: normal path */
             /* target entry: g w (e_y - s)/s in double, no cancellation at p_y ~ 1 */
             fixv[r] = gv[r] * (eyv[r] - sv[r]) / sv[r];
         }
-        for (int64_t k = 0; k < c; k++) {
+        if (in_range) {
+            for (int64_t k = 0; k < c; k++) {
 #pragma omp simd
-            for (int64_t r = 0; r < L; r++) {
-                const T v = buf[k * L + r] * pcv[r];
-                buf[k * L + r] = livev[r] ? v : (T)0;
+                for (int64_t r = 0; r < L; r++) {
+                    const T v = buf[k * L + r] * pcv[r];
+                    buf[k * L + r] = livev[r] ? v : (T)0;
+                }
             }
+        } else {
+            /* a gradient beyond T's range (huge grad_output): in double, rounded
+             * once, so it overflows to +-inf and e == 0 stays 0 (no 0 * inf) */
+            for (int64_t k = 0; k < c; k++)
+                for (int64_t r = 0; r < L; r++) {
+                    const double e = (double)buf[k * L + r];
+                    buf[k * L + r] = livev[r] && e != 0.0 ? (T)(e * pcdv[r]) : (T)0;
+                }
         }
         for (int64_t r = 0; r < nrows; r++)
             if (livev[r])

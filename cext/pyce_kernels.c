@@ -36,6 +36,7 @@
 #include "pyce_exp.h"
 #include "pyce_dispatch.h"
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 
@@ -92,6 +93,7 @@ static inline void lanes_offsets(int64_t i0, int64_t nrows, int64_t d, int64_t s
 /* ---- float and double instantiations of the row kernels ---- */
 #define T float
 #define SFX(name) name##_f32
+#define T_MAX_f32 FLT_MAX
 #define PYCE_EXP pyce_expneg_f32
 #include "pyce_kernel_impl.h"
 #undef T
@@ -100,6 +102,7 @@ static inline void lanes_offsets(int64_t i0, int64_t nrows, int64_t d, int64_t s
 
 #define T double
 #define SFX(name) name##_f64
+#define T_MAX_f64 DBL_MAX
 #define PYCE_EXP pyce_expneg_f64
 #include "pyce_kernel_impl.h"
 #undef T

@@ -457,3 +457,37 @@ def test_unbuilt_source_tree_import_error_says_how_to_build():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "ImportError" in proc.stderr and "pip install ." in proc.stderr
+
+
+# ---------------------------------------------------------------- gradients beyond the dtype's range
+
+@pytest.mark.parametrize("c", [3, 40])   # the 16-rows-across-lanes path and the row path
+def test_gradient_overflow_rounds_to_inf_not_nan(c):
+    # grad_output 1e39 is beyond float32: entries overflow to +-inf as IEEE rounding says,
+    # a masked class (p = 0) keeps gradient 0, and finite entries stay finite
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, c)).astype(np.float32)
+    x[0, 1] = -np.inf
+    t = rng.integers(0, c, 5)
+    t[0] = 0
+    g = pyce.cross_entropy_backward(x, t, grad_output=1e39, reduction="sum")
+    with np.errstate(over="ignore"):
+        expect = ref.cross_entropy_backward(x.astype(np.float64), t, grad_output=1e39,
+                                            reduction="sum").astype(np.float32)
+    assert not np.any(np.isnan(g)) and g[0, 1] == 0
+    np.testing.assert_array_equal(np.isinf(g), np.isinf(expect))
+    finite = np.isfinite(expect)
+    np.testing.assert_allclose(g[finite], expect[finite], rtol=1e-5)
+
+
+def test_tiny_mean_denominator_with_smoothing_overflows_cleanly():
+    # found by the long fuzz run: a class weight of 3.5e-180 as the only target makes the
+    # 'mean' gradient ~1e179: -inf/+inf in float32, not inf - inf = NaN
+    x = np.zeros(2, np.float32)
+    w = np.array([3.48876787e-180, 1.0])
+    g = pyce.cross_entropy_backward(x, np.int64(0), weight=w, label_smoothing=1.0)
+    with np.errstate(over="ignore"):
+        expect = ref.cross_entropy_backward(x.astype(np.float64), np.int64(0), weight=w,
+                                            label_smoothing=1.0).astype(np.float32)
+    np.testing.assert_array_equal(g, expect)
+    assert np.all(np.isinf(g))
