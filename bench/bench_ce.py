@@ -125,3 +125,36 @@ def test_naive_formulation_cost(benchmark, impl):
     else:
         loss, _ = benchmark(ref.naive_cross_entropy_and_grad, x, t)
     assert np.isfinite(loss)
+
+
+OPTIONS = {
+    "none": {},
+    "weight": {"weight": "w"},
+    "ignore_index": {"ignore": True},
+    "label_smoothing": {"label_smoothing": 0.1},
+    "sample_weight": {"sample_weight": "sw"},
+    "z_loss": {"z_loss": 1e-4},
+}
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+@pytest.mark.parametrize("shape", [(1024, 10), pytest.param((4096, 1000), marks=LARGE)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+def test_option_cost(benchmark, shape, option):
+    """What each option costs in the fused kernel (float32, out=): 'none' is the plain call."""
+    x, t = logits_and_target(*shape, "float32")
+    rng = np.random.default_rng(1)
+    kw = dict(OPTIONS[option])
+    if kw.pop("ignore", False):
+        t = t.copy()
+        t[::7] = -100          # one row in seven ignored
+    if kw.get("weight") == "w":
+        kw["weight"] = rng.uniform(0.5, 2.0, shape[1])
+    if kw.get("sample_weight") == "sw":
+        kw["sample_weight"] = rng.uniform(0.0, 1.0, shape[0])
+    benchmark.group = f"options {shape[0]}x{shape[1]} float32"
+    out = np.empty_like(x)
+    loss, _ = benchmark(pyce.cross_entropy_and_grad, x, t, out=out, **kw)
+    expect = ref.cross_entropy(x[:256].astype(np.float64), t[:256], **{
+        k: (v[:256] if k == "sample_weight" else v) for k, v in kw.items()})
+    assert np.isfinite(loss) and np.isfinite(expect)
