@@ -105,17 +105,14 @@ def _grad_target(p, out, overwrite_input):
 
 def _scale_for(p, grad_output):
     """(grad_scale, per-row grad_output array or None)."""
-    if p.reduction == "none":
-        go = check_row_array(grad_output, p.loss_shape, "grad_output", nonneg=False) \
-            if not np.isscalar(grad_output) or p.loss_shape == () else None
-        if go is None:
-            return float(grad_output), None
-        return 1.0, go
+    if p.reduction == "none" and np.ndim(grad_output) != 0:
+        return 1.0, check_row_array(grad_output, p.loss_shape, "grad_output", nonneg=False)
     try:
         g = float(grad_output)
     except (TypeError, ValueError):
-        raise ValueError(f"grad_output must be a scalar for reduction={p.reduction!r}, "
-                         f"got {np.shape(grad_output)!r}") from None
+        expected = ("a scalar or an array of the per-sample loss's shape " + str(p.loss_shape)
+                    if p.reduction == "none" else f"a scalar for reduction={p.reduction!r}")
+        raise ValueError(f"grad_output must be {expected}, got {grad_output!r}") from None
     if p.reduction == "mean":
         return (g / p.denom if p.denom != 0.0 else 0.0), None
     return g, None

@@ -249,7 +249,7 @@ def _as_target_array(target):
 def check_out(out, x, name="out"):
     """`out` must be a writeable ndarray of x's shape and dtype that does not
     overlap x unless it is exactly x (same memory and strides)."""
-    if type(out) is not np.ndarray and not isinstance(out, np.ndarray):
+    if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != x.shape:
         raise ValueError(f"{name} must have the input's shape {x.shape}, got {out.shape}")
