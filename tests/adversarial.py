@@ -318,7 +318,12 @@ def ce_scales(name, args, kwargs):
             t = np.moveaxis(p.t3, 1, 2).reshape(-1, c).astype(np.float64)
             coef = w * ((1 - eps) * t + eps / c)
         pc = np.abs(coef).sum(axis=1) + np.where(keep, 2 * z * np.abs(lse), 0)
-        loss_rows = v * pc
+        # the loss is sum_k coef_k * (-log p_k) (+ z lse^2): its terms' size is
+        # sum_k |coef_k| |log p_k|, which exceeds |loss| when coefficients of both
+        # signs cancel (probability targets outside [0, 1])
+        logp = x - lse[:, None]
+        terms = np.where(coef != 0, np.abs(coef) * np.abs(logp), 0).sum(axis=1)
+        loss_rows = v * (pc + terms + np.where(keep, z * lse * lse, 0))
         if p.reduction == "none":
             go = b.get("grad_output", 1.0)
             g = np.broadcast_to(np.asarray(go, np.float64), p.loss_shape).reshape(-1)
