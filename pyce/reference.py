@@ -20,7 +20,8 @@ from pyce._validate import (as_float_array, check_ce, check_n_threads, check_out
                             check_row_array)
 
 __all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_and_grad",
-           "log_softmax", "softmax", "naive_cross_entropy", "naive_cross_entropy_and_grad"]
+           "log_softmax", "softmax", "linear_cross_entropy", "linear_cross_entropy_and_grad",
+           "naive_cross_entropy", "naive_cross_entropy_and_grad"]
 
 
 def log_softmax(x, axis=-1, *, out=None, n_threads=None):
@@ -224,3 +225,35 @@ def naive_cross_entropy_and_grad(input, target):
     onehot[np.arange(n), target] = 1
     loss = -(1.0 / n) * np.sum(onehot * np.log(p + 1e-6))
     return loss, (p - onehot) / n
+
+
+def linear_cross_entropy_and_grad(hidden, weight, target, bias=None, ignore_index=-100,
+                                  reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
+                                  chunk_size=None, n_threads=None):
+    """Reference of pyce.linear_cross_entropy_and_grad, unfused: it builds the (N, V) logits.
+
+    logits = hidden @ weight.T (+ bias); (loss, G) = cross_entropy_and_grad(logits, ...);
+    d_hidden = G @ weight, d_weight = G.T @ hidden, d_bias = G.sum(0) (None without bias).
+    chunk_size is accepted for the same signature and ignored.
+    """
+    from pyce._linear import _check
+    hd = _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                chunk_size, n_threads)
+    logits = hd.hidden @ hd.weight.T
+    if hd.bias is not None:
+        logits = logits + hd.bias
+    loss, g = cross_entropy_and_grad(logits, hd.target, ignore_index=ignore_index,
+                                     reduction=reduction, label_smoothing=label_smoothing,
+                                     z_loss=z_loss)
+    if reduction == "none":
+        loss = np.asarray(loss).reshape(-1)
+    return (loss, g @ hd.weight, g.T @ hd.hidden,
+            g.sum(axis=0) if hd.bias is not None else None)
+
+
+def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean",
+                         label_smoothing=0.0, *, z_loss=0.0, chunk_size=None, n_threads=None):
+    """Reference of pyce.linear_cross_entropy (unfused: builds the logits)."""
+    return linear_cross_entropy_and_grad(hidden, weight, target, bias, ignore_index, reduction,
+                                         label_smoothing, z_loss=z_loss, chunk_size=chunk_size,
+                                         n_threads=n_threads)[0]

@@ -268,3 +268,20 @@ def test_exported():
     assert "linear_cross_entropy_and_grad" in pyce.__all__
     with pytest.raises(TypeError):  # z_loss, chunk_size, n_threads are keyword-only
         pyce.linear_cross_entropy(*_args().values(), -100, "mean", 0.0, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_reference_twin_agrees(dtype, reduction):
+    # pyce.reference.linear_cross_entropy(_and_grad): the unfused NumPy twin, same signature
+    rng = np.random.default_rng(11)
+    hidden, weight, bias, target = _problem(rng, dtype=dtype)
+    kw = dict(bias=bias, reduction=reduction, label_smoothing=0.1, z_loss=1e-3)
+    fast = pyce.linear_cross_entropy_and_grad(hidden, weight, target, chunk_size=8, **kw)
+    twin = ref.linear_cross_entropy_and_grad(hidden, weight, target, **kw)
+    _assert_close(fast, _unfused(hidden, weight, target, **kw), dtype)
+    _assert_close(twin, _unfused(hidden, weight, target, **kw), dtype)
+    np.testing.assert_allclose(np.asarray(ref.linear_cross_entropy(hidden, weight, target, **kw)),
+                               np.asarray(fast[0]), rtol=3e-5 if dtype == np.float32 else 1e-11)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        ref.linear_cross_entropy(hidden, weight[:, :-1], target)
