@@ -253,7 +253,9 @@ PYCE_ALWAYS_INLINE double SFX(ce_row_finish)(const pyce_ce_args *a, int64_t i,
             gr[y * sg] = (T)(g * ((tw * (ey_saved - s) + (pcoef - tw) * ey_saved) / s - smooth_b));
         }
     }
-    return v * loss;
+    /* A sample weight of 0 masks the row like a class weight of 0: an infinite
+     * loss (a -inf target logit) becomes 0, a NaN (undefined softmax) stays. */
+    return v != 0.0 ? v * loss : (loss != loss ? loss : 0.0);
 }
 
 PYCE_ALWAYS_INLINE void SFX(zero_row)(T *gr, int64_t sg, int64_t c)

@@ -102,7 +102,10 @@ def _loss_and_grad(p, grad_scale=None):
     loss = np.where(keep & np.isnan(log_sum[:, 0]), np.nan, loss)
     if p.z_loss:
         loss = loss + np.where(keep, p.z_loss * lse * lse, 0)
-    loss = v * loss
+    # a sample weight of 0 masks the row like a class weight of 0 (an infinite
+    # loss becomes 0); a NaN loss (undefined softmax) stays NaN
+    with np.errstate(invalid="ignore"):  # 0 * inf, discarded by the where
+        loss = np.where(v != 0, v * loss, np.where(np.isnan(loss), np.nan, 0))
     if grad_scale is None:
         return loss, None
     # d/dx_k of sum_c coef_c * (-log p_c) = p_k * sum_c coef_c - coef_k

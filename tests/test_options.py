@@ -273,3 +273,20 @@ def test_target_kind_errors():
         pyce.cross_entropy(x, np.zeros((5, 3)))
     with pytest.raises(TypeError, match="target.*bool"):
         pyce.cross_entropy(x, np.zeros(5, bool))
+
+
+@pytest.mark.parametrize("c", [2, 40])   # the lanes path and the row path
+def test_zero_sample_weight_masks_a_minus_inf_target(c):
+    # found by the 100k fuzz run: the lanes path gave 0, the row path and the reference NaN;
+    # the rule now everywhere: weight 0 (class or sample) masks the row's infinite loss,
+    # while a NaN row stays NaN
+    x = np.zeros((3, c), np.float32)
+    x[0, 0] = -np.inf          # target logit -inf: infinite loss
+    x[1, 1] = np.nan           # undefined softmax
+    t = np.array([0, 0, 1])
+    sw = np.array([0.0, 0.0, 1.0])
+    for fn in (pyce.cross_entropy, ref.cross_entropy):
+        loss = fn(x, t, sample_weight=sw, reduction="none")
+        assert loss[0] == 0 and np.isnan(loss[1]) and np.isfinite(loss[2])
+    g = pyce.cross_entropy_backward(x, t, sample_weight=sw, reduction="sum")
+    assert np.all(g[0] == 0) and np.all(np.isnan(g[1]))
