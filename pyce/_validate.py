@@ -82,15 +82,38 @@ def check_reduction(reduction):
                          f"got {reduction!r}")
 
 
+def check_positive_int(value, name, *, allow_none=False):
+    """`value` as a Python int >= 1 (the one positive-integer check of the package).
+
+    A non-integer (bool included) raises TypeError, an integer < 1 ValueError;
+    with allow_none, None is returned unchanged.  Every layer (kernels'
+    n_threads, layer sizes, batch sizes, epochs, command-line numbers) calls
+    this, so the same mistake gives the same error type everywhere.
+    """
+    if value is None and allow_none:
+        return None
+    expected = "None or a positive integer" if allow_none else "a positive integer"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(value)
+
+
+def check_float_dtype(dtype, name="dtype"):
+    """`dtype` as np.dtype float32 or float64; anything else raises TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}")
+    return dt
+
+
 def check_n_threads(n_threads):
     """None -> 0 (all usable cores); a positive int -> itself."""
-    if n_threads is None:
-        return 0
-    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
-        raise TypeError(f"n_threads must be None or a positive integer, got {n_threads!r}")
-    if n_threads <= 0:
-        raise ValueError(f"n_threads must be None or a positive integer, got {n_threads!r}")
-    return int(n_threads)
+    return check_positive_int(n_threads, "n_threads", allow_none=True) or 0
 
 
 def check_probability(value, name):
