@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pyce._progress import format_epoch
+
 __all__ = ["main", "build_parser"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
@@ -212,10 +214,7 @@ def _config(args):
 
 def _print_epoch(epochs):
     def on_epoch(history):
-        e = history.epochs[-1]
-        print(f"epoch {e['epoch']:>{len(str(epochs))}}/{epochs}  loss {e['train_loss']:.4f}  "
-              f"acc {100 * e['train_accuracy']:6.2f}%  test loss {e['test_loss']:.4f}  "
-              f"test acc {100 * e['test_accuracy']:6.2f}%  {e['seconds']:.2f} s", flush=True)
+        print(format_epoch(history.epochs[-1], epochs), flush=True)
     return on_epoch
 
 

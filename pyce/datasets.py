@@ -23,9 +23,7 @@ import hashlib
 import io
 import os
 import pickle
-import sys
 import tarfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -33,6 +31,8 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from pyce._progress import ProgressBar
 
 __all__ = ["Dataset", "DatasetNotFoundError", "DownloadError", "DATASETS", "FILES", "MIRRORS",
            "default_data_dir", "download", "load", "load_cifar10", "load_digits", "load_mnist",
@@ -345,44 +345,6 @@ def _md5(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-class ProgressBar:
-    """A one-line text progress bar, redrawn in place with '\\r' (on stderr by default)."""
-
-    def __init__(self, total, label="", *, file=None, width=30, unit=""):
-        self.total, self.label, self.width, self.unit = total, label, width, unit
-        self.file = file if file is not None else sys.stderr
-        self.done = 0
-        self._last = 0.0
-
-    def _fmt(self, n):
-        if self.unit == "B":
-            return f"{n / 1e6:.1f} MB"
-        return str(n)
-
-    def update(self, n):
-        self.done += n
-        now = time.monotonic()
-        if now - self._last >= 0.1 or (self.total and self.done >= self.total):
-            self._last = now
-            self._draw()
-
-    def _draw(self):
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(frac * self.width)
-            text = (f"\r{self.label} [{bar:<{self.width}}] {frac:4.0%} "
-                    f"{self._fmt(self.done)}/{self._fmt(self.total)}")
-        else:
-            text = f"\r{self.label} {self._fmt(self.done)}"
-        self.file.write(text)
-        self.file.flush()
-
-    def close(self):
-        self._draw()
-        self.file.write("\n")
-        self.file.flush()
 
 
 def _fetch(url, dest, *, timeout, progress_file):

@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from pyce._core import cross_entropy
+from pyce._progress import ProgressBar, format_epoch
 from pyce import nn as _nn
 
 __all__ = ["fit", "History", "EarlyStopping", "DivergenceError", "save_model", "load_model",
@@ -121,34 +122,6 @@ class _EarlyState:
         self.best_epoch = None
         self.wait = 0
         self.best_weights = None
-
-
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most every 0.1 s."""
-
-    def __init__(self, epochs, steps, stream):
-        self.epochs, self.steps, self.stream = epochs, steps, stream
-        self._last = 0.0
-
-    def update(self, epoch, step, loss):
-        now = time.perf_counter()
-        if step != self.steps and now - self._last < 0.1:
-            return
-        self._last = now
-        width = 24
-        done = width * step // self.steps
-        self.stream.write(f"\repoch {epoch}/{self.epochs} [{'#' * done}{'.' * (width - done)}] "
-                          f"{step}/{self.steps} loss {loss:.4f}")
-        self.stream.flush()
-
-    def end_epoch(self, rec):
-        parts = [f"epoch {rec['epoch']}/{self.epochs}", f"loss {rec['train_loss']:.4f}",
-                 f"acc {rec['train_accuracy']:.4f}"]
-        if rec["test_loss"] is not None:
-            parts += [f"test_loss {rec['test_loss']:.4f}", f"test_acc {rec['test_accuracy']:.4f}"]
-        parts.append(f"{rec['seconds']:.2f}s")
-        self.stream.write("\r" + "  ".join(parts) + " " * 8 + "\n")
-        self.stream.flush()
 
 
 def _model_dtype(model):
@@ -317,8 +290,7 @@ def _fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_t
             return history
 
     n_batches = -(-n // batch_size)
-    bar = _Progress(epochs, n_batches, sys.stderr) \
-        if verbose and getattr(sys.stderr, "isatty", lambda: False)() else None
+    on_terminal = verbose and getattr(sys.stderr, "isatty", lambda: False)()
     has_input_grad = isinstance(model, _nn.Sequential)
     ignore = getattr(loss_fn, "ignore_index", -100)
     step = len(history.step_losses)
@@ -332,6 +304,7 @@ def _fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_t
     pred = np.empty(n, np.intp)  # argmax per trained row, in permutation order
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
+        bar = ProgressBar(n_batches, f"epoch {epoch}/{epochs}", width=24) if on_terminal else None
         perm = rng.permutation(n)
         loss_sum = 0.0
         for b in range(n_batches):
@@ -348,7 +321,7 @@ def _fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_t
             step += 1
             if not math.isfinite(loss):
                 if bar is not None:
-                    bar.stream.write("\n")
+                    bar.close()
                 history.diverged = True
                 history.message = _divergence_message(
                     step, epoch, b + 1, n_batches, loss, reduction, batch_size, optimizer.lr,
@@ -365,7 +338,7 @@ def _fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_t
             loss_sum += loss if reduction == "sum" else loss * rows
             np.argmax(logits, axis=1, out=pred[lo:lo + rows])  # accuracy once per epoch
             if bar is not None:
-                bar.update(epoch, b + 1, loss)
+                bar.update(1, f"loss {loss:.4f}")
         y_perm = y_train[perm]
         keep = y_perm != ignore
         correct = int(np.count_nonzero((pred == y_perm) & keep))
@@ -379,7 +352,7 @@ def _fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_t
         rec["seconds"] = time.perf_counter() - t0
         history.epochs.append(rec)
         if bar is not None:
-            bar.end_epoch(rec)
+            bar.close(format_epoch(rec, epochs))
         stop = early_stopping is not None and _early_stop(early_stopping, es, rec, model,
                                                           history)
         if checkpoint is not None:
