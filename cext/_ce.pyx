@@ -12,7 +12,7 @@ from libc.stdint cimport int64_t
 
 cnp.import_array()
 
-cdef extern from "pyce_kernels.h" nogil:
+cdef extern from "pyce_loss_kernels.h" nogil:
     ctypedef struct pyce_ce_args:
         int64_t n, c, d
         int64_t x_sn, x_sc, x_sd
@@ -280,7 +280,7 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     return loss, g
 
 
-cdef extern from "pyce_kernels.h" nogil:
+cdef extern from "pyce_loss_kernels.h" nogil:
     void pyce_expneg_array_f32(const float *x, float *out, int64_t n)
     void pyce_expneg_array_f64(const double *x, double *out, int64_t n)
     void pyce_log_array_f64(const double *x, double *out, int64_t n)

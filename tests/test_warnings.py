@@ -33,7 +33,7 @@ def _gcc(args, cwd):
     return subprocess.run([GCC, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("source", ["pyce_kernels.c", "pyce_nn_kernels.c"])
+@pytest.mark.parametrize("source", ["pyce_loss_kernels.c", "pyce_nn_kernels.c"])
 @pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "serial"])
 def test_kernels_compile_without_warnings(tmp_path, openmp, source):
     args = WARN_FLAGS + ["-Werror", "-fno-trapping-math", "-fopenmp-simd", f"-I{CEXT}",

@@ -32,7 +32,7 @@
  * (through s) and leaves other rows alone; -inf logits get p = 0; a row of
  * +-1e30 logits is finite because only x - m is exponentiated.
  */
-#include "pyce_kernels.h"
+#include "pyce_loss_kernels.h"
 #include "pyce_exp.h"
 #include "pyce_dispatch.h"
 
@@ -95,7 +95,7 @@ static inline void lanes_offsets(int64_t i0, int64_t nrows, int64_t d, int64_t s
 #define SFX(name) name##_f32
 #define T_MAX_f32 FLT_MAX
 #define PYCE_EXP pyce_expneg_f32
-#include "pyce_kernel_impl.h"
+#include "pyce_loss_template.h"
 #undef T
 #undef SFX
 #undef PYCE_EXP
@@ -104,7 +104,7 @@ static inline void lanes_offsets(int64_t i0, int64_t nrows, int64_t d, int64_t s
 #define SFX(name) name##_f64
 #define T_MAX_f64 DBL_MAX
 #define PYCE_EXP pyce_expneg_f64
-#include "pyce_kernel_impl.h"
+#include "pyce_loss_template.h"
 #undef T
 #undef SFX
 #undef PYCE_EXP
