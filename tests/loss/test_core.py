@@ -10,6 +10,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -449,7 +450,7 @@ def test_show_config_names_what_the_build_has(capsys):
 
 
 def test_unbuilt_source_tree_import_error_says_how_to_build():
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     if list((root / "pyce").glob("_ce*.so")) or list((root / "pyce").glob("_ce*.pyd")):
         pytest.skip("the source tree holds a built extension (in-place build)")
     env = dict(os.environ, PYTHONPATH=str(root))
@@ -491,3 +492,33 @@ def test_tiny_mean_denominator_with_smoothing_overflows_cleanly():
                                             label_smoothing=1.0).astype(np.float32)
     np.testing.assert_array_equal(g, expect)
     assert np.all(np.isinf(g))
+
+
+# ---------------------------------------------------------------- float32 totals beyond float32
+# (Found by `pyce train --reduction sum`: a diverging network printed NumPy's
+# "overflow encountered in cast" from inside pyce/_core.py.)
+@pytest.mark.parametrize("order", ["C", "F"])  # the Cython fast path, and _core's general path
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_float32_loss_overflow_is_inf_without_warning(reduction, order):
+    x = np.zeros((4, 2), np.float32, order=order)
+    x[:, 0], x[:, 1] = 3e38, -3e38
+    y = np.ones(4, np.int64)
+    # float64 math: each row's loss is 6e38, beyond float32's max (3.4e38)
+    assert 6e38 > float(np.finfo(np.float32).max)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = pyce.cross_entropy(x, y, reduction=reduction)
+        loss2, grad = pyce.cross_entropy_and_grad(x, y, reduction=reduction)
+    assert loss.dtype == np.float32 and loss == np.inf and loss2 == np.inf
+    assert np.all(np.isfinite(grad))
+
+
+def test_float32_sum_near_the_limit_stays_finite():
+    # 4 rows of 6e37 each: 2.4e38 fits in float32; the float64 total is exact
+    x = np.zeros((4, 2), np.float32)
+    x[:, 0] = 6e37
+    y = np.ones(4, np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = pyce.cross_entropy(x, y, reduction="sum")
+    np.testing.assert_allclose(float(loss), 4 * float(np.float32(6e37)), rtol=1e-6)

@@ -20,7 +20,7 @@ import sysconfig
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CEXT = os.path.join(ROOT, "cext")
 GCC = shutil.which("gcc")
 WARN_FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra"]
