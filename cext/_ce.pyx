@@ -1,61 +1,28 @@
 # cython: language_level=3
-"""Thin Cython layer over cext/pyce_kernels.c.
+"""Thin Cython layer over the loss kernels (cext/pyce_loss_kernels.c).
 
-It takes arrays that pyce/_core.py has already validated (dtype, shape,
-strides, target range), fills the kernel's argument struct with their raw
-data pointers (no typed memoryviews: acquiring one costs more than a small
-batch's whole computation) and runs the kernel without the GIL.
+The C interface is declared once, in pyce_loss_kernels.pxd (a mirror of
+cext/pyce_loss_kernels.h).  This module
+
+- owns the reduction rule (`loss_value`, `grad_scale`, `loss_scalar` below):
+  every caller -- pyce/_core.py's general path, `fast_2d` here and
+  pyce/_linear.py -- reduces through them;
+- fills the kernel's argument struct in one place (`_args_from_problem`) from
+  a checked `pyce._validate.Problem`, with the arrays' raw data pointers (no
+  typed memoryviews: acquiring one costs more than a small batch's whole
+  computation), and runs the kernel without the GIL;
+- holds `fast_2d`, the commonest call checked and run at C speed.
 """
 cimport numpy as cnp
 import numpy as np
 from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+from pyce_loss_kernels cimport *
 
 cnp.import_array()
 
-cdef extern from "pyce_loss_kernels.h" nogil:
-    ctypedef struct pyce_ce_args:
-        int64_t n, c, d
-        int64_t x_sn, x_sc, x_sd
-        int64_t g_sn, g_sc, g_sd
-        int64_t t_sn, t_sc, t_sd
-        const void *x
-        void *grad
-        void *loss
-        const int64_t *target
-        const void *target_prob
-        const double *class_weight
-        const double *sample_weight
-        const double *grad_output
-        double grad_scale
-        double class_weight_sum
-        int64_t ignore_index
-        double label_smoothing
-        double z_loss
-        int n_threads
-
-    ctypedef struct pyce_softmax_args:
-        int64_t n, c, d
-        int64_t x_sn, x_sc, x_sd
-        int64_t o_sn, o_sc, o_sd
-        const void *x
-        void *out
-        int log
-        int n_threads
-
-    double pyce_ce_f32(const pyce_ce_args *args)
-    double pyce_ce_f64(const pyce_ce_args *args)
-    void pyce_softmax_f32(const pyce_softmax_args *args)
-    void pyce_softmax_f64(const pyce_softmax_args *args)
-    int64_t pyce_scan_targets(const int64_t *target, int64_t rows, int64_t c,
-                              int64_t ignore_index, const double *class_weight,
-                              const double *sample_weight, double *denom)
-    int pyce_have_openmp()
-    int pyce_max_threads()
-    const char *pyce_simd_path()
-    const char *pyce_compiler()
-
 cdef extern from *:
-    const char *PYCE_BUILD_OPENMP
     const char *PYCE_BUILD_COMPILE_ARGS
     const char *PYCE_BUILD_LINK_ARGS
     const char *PYCE_BUILD_CYTHON
@@ -69,50 +36,113 @@ cdef inline void *_ptr(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-def ce(x, grad, loss, target, target_prob, class_weight, sample_weight, grad_output,
-       int64_t n, int64_t c, int64_t d,
-       int64_t x_sn, int64_t x_sc, int64_t x_sd,
-       int64_t g_sn, int64_t g_sc, int64_t g_sd,
-       int64_t t_sn, int64_t t_sc, int64_t t_sd,
-       double grad_scale, double class_weight_sum, int64_t ignore_index,
-       double label_smoothing, double z_loss, int n_threads, bint f64):
-    """Run the fused kernel; returns the sum of the per-row losses (double)."""
-    cdef pyce_ce_args a
-    cdef double total
-    a.n = n; a.c = c; a.d = d
-    a.x_sn = x_sn; a.x_sc = x_sc; a.x_sd = x_sd
-    a.g_sn = g_sn; a.g_sc = g_sc; a.g_sd = g_sd
-    a.t_sn = t_sn; a.t_sc = t_sc; a.t_sd = t_sd
-    a.x = _ptr(x)
+# ---------------------------------------------------------------- the reduction rule
+# One owner for 'mean' / 'sum' / 'none'.  'mean' divides the float64 sum of the
+# per-row losses by the denominator (the weighted count of kept rows) and its
+# gradient scale is grad_output / denominator, both by IEEE arithmetic, as
+# PyTorch does: no kept rows gives 0/0 = NaN (with an all-zero gradient: every
+# row is masked), a denominator of 0 with kept rows gives +-inf or NaN, a
+# negative denominator flips the sign.  A float32 result beyond float32's range
+# rounds to +-inf (C's conversion), without NumPy's "overflow encountered in
+# cast" warning.
+
+cdef enum:
+    RED_MEAN = 0
+    RED_SUM = 1
+    RED_NONE = 2
+
+cdef int _reduction_code(object reduction) except -1:
+    if reduction == "mean":
+        return RED_MEAN
+    if reduction == "sum":
+        return RED_SUM
+    if reduction == "none":
+        return RED_NONE
+    raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+
+
+cdef inline double _loss_value(double total, double denom, int red) noexcept nogil:
+    return total / denom if red == RED_MEAN else total
+
+
+cdef inline double _grad_scale(double grad_output, double denom, int red) noexcept nogil:
+    return grad_output / denom if red == RED_MEAN else grad_output
+
+
+_float32 = np.float32
+_float64 = np.float64
+
+
+cdef inline object _loss_scalar(double value, bint f64):
+    if f64:
+        return _float64(value)
+    return _float32(<float>value)  # IEEE rounding: beyond FLT_MAX gives +-inf, quietly
+
+
+def loss_value(double total, double denom, reduction, bint f64):
+    """The reduced loss ('mean' or 'sum') of a float64 total, as a NumPy scalar."""
+    return _loss_scalar(_loss_value(total, denom, _reduction_code(reduction)), f64)
+
+
+def grad_scale(double grad_output, double denom, reduction):
+    """What every gradient row is multiplied by: grad_output ('mean': / denom)."""
+    return _grad_scale(grad_output, denom, _reduction_code(reduction))
+
+
+# ---------------------------------------------------------------- kernels on a Problem
+
+cdef _args_from_problem(pyce_ce_args *a, object p, object grad, object gstrides, object loss,
+                        double grad_scale, object grad_output):
+    """Fill the kernel's arguments from a checked Problem (the one place that does)."""
+    xs, ts = p.xs, p.ts
+    memset(a, 0, sizeof(pyce_ce_args))
+    a.n = p.n
+    a.c = p.c
+    a.d = p.d
+    a.x_sn = xs[0]; a.x_sc = xs[1]; a.x_sd = xs[2]
+    if grad is not None:
+        a.g_sn = gstrides[0]; a.g_sc = gstrides[1]; a.g_sd = gstrides[2]
+    a.t_sn = ts[0]; a.t_sc = ts[1]; a.t_sd = ts[2]
+    a.x = _ptr(p.x3)
     a.grad = _ptr(grad)
     a.loss = _ptr(loss)
-    a.target = <const int64_t *>_ptr(target)
-    a.target_prob = _ptr(target_prob)
-    a.class_weight = <const double *>_ptr(class_weight)
-    a.sample_weight = <const double *>_ptr(sample_weight)
+    a.target = <const int64_t *>_ptr(p.target)
+    a.target_prob = _ptr(p.t3)
+    a.class_weight = <const double *>_ptr(p.class_weight)
+    a.sample_weight = <const double *>_ptr(p.sample_weight)
     a.grad_output = <const double *>_ptr(grad_output)
     a.grad_scale = grad_scale
-    a.class_weight_sum = class_weight_sum
-    a.ignore_index = ignore_index
-    a.label_smoothing = label_smoothing
-    a.z_loss = z_loss
-    a.n_threads = n_threads
+    a.class_weight_sum = p.class_weight_sum
+    a.class_weight_abs_sum = p.class_weight_abs_sum
+    a.ignore_index = p.ignore_index
+    a.label_smoothing = p.label_smoothing
+    a.z_loss = p.z_loss
+    a.n_threads = p.n_threads
+
+
+def ce(p, grad=None, gstrides=None, loss=None, double grad_scale=0.0, grad_output=None):
+    """Run the fused kernel on a checked Problem `p`.
+
+    grad: None or an array the gradient is written to, seen through the element
+    strides `gstrides` (sn, sc, sd); loss: None or a contiguous (rows,) array
+    of per-row losses; grad_output: None or contiguous float64 (rows,).
+    Returns the sum of the per-row losses (a float, accumulated in double).
+    """
+    cdef pyce_ce_args a
+    cdef double total
+    cdef bint f64 = p.f64
+    _args_from_problem(&a, p, grad, gstrides, loss, grad_scale, grad_output)
     with nogil:
-        if f64:
-            total = pyce_ce_f64(&a)
-        else:
-            total = pyce_ce_f32(&a)
+        total = pyce_ce_f64(&a) if f64 else pyce_ce_f32(&a)
     return total
 
 
-def softmax(x, out, int64_t n, int64_t c, int64_t d,
-            int64_t x_sn, int64_t x_sc, int64_t x_sd,
-            int64_t o_sn, int64_t o_sc, int64_t o_sd,
-            bint log, int n_threads, bint f64):
+def softmax(x, out, shape, xstrides, ostrides, bint log, int n_threads, bint f64):
+    """softmax (log False) or log_softmax over axis 1 of the 3-d views x, out."""
     cdef pyce_softmax_args a
-    a.n = n; a.c = c; a.d = d
-    a.x_sn = x_sn; a.x_sc = x_sc; a.x_sd = x_sd
-    a.o_sn = o_sn; a.o_sc = o_sc; a.o_sd = o_sd
+    a.n = shape[0]; a.c = shape[1]; a.d = shape[2]
+    a.x_sn = xstrides[0]; a.x_sc = xstrides[1]; a.x_sd = xstrides[2]
+    a.o_sn = ostrides[0]; a.o_sc = ostrides[1]; a.o_sd = ostrides[2]
     a.x = _ptr(x)
     a.out = _ptr(out)
     a.log = log
@@ -126,7 +156,7 @@ def softmax(x, out, int64_t n, int64_t c, int64_t d,
 
 def scan_targets(target, int64_t rows, int64_t c, int64_t ignore_index,
                  class_weight, sample_weight):
-    """(first bad position or -1, 'mean' denominator)."""
+    """(first bad position or -1, 'mean' denominator) of contiguous int64 targets."""
     cdef double denom = 0.0
     cdef int64_t bad
     cdef const int64_t *t = <const int64_t *>_ptr(target)
@@ -151,6 +181,8 @@ def build_info():
     }
 
 
+# ---------------------------------------------------------------- the fast path
+
 cdef inline bint _plain(object a, int ndim):
     """a is an exact ndarray of ndim dimensions, C-contiguous, aligned, native byte order."""
     if type(a) is not cnp.ndarray:
@@ -160,11 +192,44 @@ cdef inline bint _plain(object a, int ndim):
             and cnp.PyArray_ISALIGNED(arr) and cnp.PyArray_ISNOTSWAPPED(arr))
 
 
-_float32 = np.float32
-_float64 = np.float64
-cdef double _FLT_MAX = 3.4028234663852886e38  # float32's largest finite value
-_nan = float("nan")
-_inf = float("inf")
+cdef inline int _fast_reduction(object reduction, int mode):
+    """The reduction's code, or -1 when fast_2d does not take it."""
+    if reduction == "mean":
+        return RED_MEAN
+    if reduction == "sum":
+        return RED_SUM
+    if reduction == "none" and mode != 1:
+        return RED_NONE
+    return -1
+
+
+cdef inline int64_t _fast_threads(object n_threads):
+    """None -> 0 (all cores), a positive Python int -> itself, anything else -1."""
+    if n_threads is None:
+        return 0
+    if type(n_threads) is int and n_threads > 0:
+        return n_threads
+    return -1
+
+
+cdef object _fast_grad(cnp.ndarray xa, object out, int typenum, int64_t n, int64_t c):
+    """The gradient array: a new one, or `out` when it fits; False when it does not."""
+    cdef cnp.npy_intp dims[2]
+    cdef cnp.ndarray g
+    if out is None:
+        dims[0] = n
+        dims[1] = c
+        return cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    if (not _plain(out, 2) or cnp.PyArray_TYPE(<cnp.ndarray>out) != typenum
+            or cnp.PyArray_DIM(<cnp.ndarray>out, 0) != n
+            or cnp.PyArray_DIM(<cnp.ndarray>out, 1) != c
+            or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
+        return False
+    g = <cnp.ndarray>out
+    if n * c and (<char *>cnp.PyArray_DATA(g) < <char *>cnp.PyArray_DATA(xa) + cnp.PyArray_NBYTES(xa)
+                  and <char *>cnp.PyArray_DATA(xa) < <char *>cnp.PyArray_DATA(g) + cnp.PyArray_NBYTES(g)):
+        return False  # overlaps x: the general path explains
+    return g
 
 
 def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode,
@@ -177,119 +242,63 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     Returns None whenever any of that does not hold, or a target is out of
     range: the caller then takes the general path, which raises the right error.
     """
-    cdef cnp.ndarray xa, ta, g = None
+    cdef cnp.ndarray xa, ta
     cdef int typenum, red
     cdef int64_t n, c, bad, nt
-    cdef double denom = 0.0, total = 0.0, scale = 0.0
+    cdef double denom = 0.0, total = 0.0
+    cdef cnp.npy_intp dims[1]
     cdef pyce_ce_args a
-    cdef cnp.npy_intp dims[2]
     if not _plain(x, 2) or not _plain(target, 1):
         return None
     xa = <cnp.ndarray>x
     ta = <cnp.ndarray>target
     typenum = cnp.PyArray_TYPE(xa)
-    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
-        return None
-    if cnp.PyArray_TYPE(ta) != cnp.NPY_INT64:
+    if (typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE) or cnp.PyArray_TYPE(ta) != cnp.NPY_INT64:
         return None
     n = cnp.PyArray_DIM(xa, 0)
     c = cnp.PyArray_DIM(xa, 1)
-    if c < 1 or cnp.PyArray_DIM(ta, 0) != n:
+    red = _fast_reduction(reduction, mode)
+    nt = _fast_threads(n_threads)
+    if c < 1 or cnp.PyArray_DIM(ta, 0) != n or red < 0 or nt < 0:
         return None
-    if reduction == "mean":
-        red = 0
-    elif reduction == "sum":
-        red = 1
-    elif reduction == "none":
-        if mode == 1:
-            return None
-        red = 2
-    else:
+    g = None if mode == 0 else _fast_grad(xa, out, typenum, n, c)
+    if g is False:
         return None
-    if n_threads is None:
-        nt = 0
-    elif type(n_threads) is int and n_threads > 0:
-        nt = n_threads
-    else:
-        return None
-    if mode != 0:
-        if out is None:
-            dims[0] = n
-            dims[1] = c
-            g = cnp.PyArray_EMPTY(2, dims, typenum, 0)
-        else:
-            if (not _plain(out, 2) or cnp.PyArray_TYPE(<cnp.ndarray>out) != typenum
-                    or cnp.PyArray_DIM(<cnp.ndarray>out, 0) != n
-                    or cnp.PyArray_DIM(<cnp.ndarray>out, 1) != c
-                    or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)):
-                return None
-            g = <cnp.ndarray>out
-            if n * c and (<char *>cnp.PyArray_DATA(g) < <char *>cnp.PyArray_DATA(xa) + cnp.PyArray_NBYTES(xa)
-                          and <char *>cnp.PyArray_DATA(xa) < <char *>cnp.PyArray_DATA(g) + cnp.PyArray_NBYTES(g)):
-                return None
     with nogil:
         bad = pyce_scan_targets(<const int64_t *>cnp.PyArray_DATA(ta), n, c, ignore_index,
                                 NULL, NULL, &denom)
     if bad >= 0:
         return None
     loss_rows = None
-    if red == 2:
+    if red == RED_NONE:
         dims[0] = n
         loss_rows = cnp.PyArray_EMPTY(1, dims, typenum, 0)
-    if red == 0:
-        scale = grad_output / denom if denom != 0.0 else 0.0
-    else:
-        scale = grad_output
+    memset(&a, 0, sizeof(pyce_ce_args))
     a.n = n; a.c = c; a.d = 1
-    a.x_sn = c; a.x_sc = 1; a.x_sd = 0
-    a.g_sn = c; a.g_sc = 1; a.g_sd = 0
-    a.t_sn = 0; a.t_sc = 0; a.t_sd = 0
+    a.x_sn = c; a.x_sc = 1
+    a.g_sn = c; a.g_sc = 1
     a.x = cnp.PyArray_DATA(xa)
-    a.grad = NULL if g is None else cnp.PyArray_DATA(g)
+    a.grad = _ptr(g)
     a.loss = _ptr(loss_rows)
     a.target = <const int64_t *>cnp.PyArray_DATA(ta)
-    a.target_prob = NULL
-    a.class_weight = NULL
-    a.sample_weight = NULL
-    a.grad_output = NULL
-    a.grad_scale = scale
+    a.grad_scale = _grad_scale(grad_output, denom, red)
     a.class_weight_sum = <double>c
+    a.class_weight_abs_sum = <double>c
     a.ignore_index = ignore_index
-    a.label_smoothing = 0.0
-    a.z_loss = 0.0
     a.n_threads = <int>nt
     with nogil:
-        if typenum == cnp.NPY_DOUBLE:
-            total = pyce_ce_f64(&a)
-        else:
-            total = pyce_ce_f32(&a)
+        total = pyce_ce_f64(&a) if typenum == cnp.NPY_DOUBLE else pyce_ce_f32(&a)
     if mode == 1:
         return g
-    if red == 2:
-        loss = loss_rows
-    else:
-        if red == 0:
-            total = total / denom if denom != 0.0 else _nan
-        if typenum != cnp.NPY_DOUBLE and (total > _FLT_MAX or total < -_FLT_MAX):
-            # beyond float32's range: inf, as _core._reduce gives, without
-            # NumPy's "overflow encountered in cast" warning
-            total = _inf if total > 0 else -_inf
-        loss = _float64(total) if typenum == cnp.NPY_DOUBLE else _float32(total)
-    if mode == 0:
-        return loss
-    return loss, g
-
-
-cdef extern from "pyce_loss_kernels.h" nogil:
-    void pyce_expneg_array_f32(const float *x, float *out, int64_t n)
-    void pyce_expneg_array_f64(const double *x, double *out, int64_t n)
-    void pyce_log_array_f64(const double *x, double *out, int64_t n)
+    loss = loss_rows if red == RED_NONE else _loss_scalar(_loss_value(total, denom, red),
+                                                          typenum == cnp.NPY_DOUBLE)
+    return loss if mode == 0 else (loss, g)
 
 
 def _elementwise(name, x):
     """The kernels' own exp ('exp_f32', 'exp_f64': for arguments <= 0 or NaN,
     as in the softmax sweeps) or log ('log_f64') on a 1-d array, compiled as in
-    the kernels; for tests of their error bounds (tests/test_exp.py)."""
+    the kernels; for tests of their error bounds (tests/loss/test_exp.py)."""
     cdef cnp.ndarray xa, out
     cdef int64_t n
     if name == "exp_f32":

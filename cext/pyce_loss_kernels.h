@@ -14,8 +14,10 @@
  * order in double, and the block sums are added in order.  Results are thus
  * bitwise identical for every n_threads.
  *
- * The kernels trust their arguments: pyce/_core.py validates them (target
- * range, shapes, strides) before any call.
+ * The kernels trust their arguments: pyce/_validate.py's check_ce checks
+ * them (shapes, strides, weights; the target range through
+ * pyce_scan_targets) and cext/_ce.pyx fills this struct from the checked
+ * problem in one place (_args_from_problem; _ce.pxd mirrors this header).
  */
 #ifndef PYCE_KERNELS_H
 #define PYCE_KERNELS_H
@@ -37,6 +39,7 @@ typedef struct {
     const double *grad_output;       /* (n*d,) upstream gradient, or NULL */
     double grad_scale;               /* multiplies every gradient row */
     double class_weight_sum;         /* sum(class_weight), or c */
+    double class_weight_abs_sum;     /* sum(|class_weight|), or c: bounds the gradient's terms */
     int64_t ignore_index;
     double label_smoothing;
     double z_loss;

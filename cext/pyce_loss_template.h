@@ -1,7 +1,11 @@
 /*
- * Row kernels, instantiated for T = float and T = double by pyce_kernels.c
- * (which defines T, SFX(name) and PYCE_EXP before including this file).
- * The algorithm and its precision are described at the top of that file.
+ * TEMPLATE of the loss and softmax kernels: included twice by
+ * pyce_loss_kernels.c, once for T = float and once for T = double (it defines
+ * T, SFX(name) and PYCE_EXP before each inclusion; SFX(f) names f_f32 / f_f64,
+ * so grep and ctags find e.g. ce_row_finish_f32).  The algorithm and its
+ * precision are described at the top of pyce_loss_kernels.c; the per-row rules
+ * every path shares (masking, the target entry, overflow-safe scaling) are the
+ * pyce_* helpers defined there before the inclusions.
  *
  * The row functions take the class strides (sx, sg, st) as arguments and are
  * always inlined: the block functions call them once with literal 1s for
@@ -113,6 +117,22 @@ typedef struct {
     int64_t y;        /* target class, or -1 for probability targets */
 } SFX(rowstate);
 
+/* a_k = w_k ((1-eps) t_k + eps/c): the target mass of class k of a
+ * probability-target row (its coefficient in -sum_k a_k log p_k). */
+PYCE_ALWAYS_INLINE double SFX(prob_coef)(const pyce_ce_args *a, const T *tr, int64_t st, int64_t k)
+{
+    const double eps = a->label_smoothing;
+    const double ak = (1.0 - eps) * (double)tr[k * st] + eps / (double)a->c;
+    return a->class_weight ? ak * a->class_weight[k] : ak;
+}
+
+/* eps/c w_k: the label-smoothing share of class k of a class-index row. */
+PYCE_ALWAYS_INLINE double SFX(smooth_coef)(const pyce_ce_args *a, int64_t k)
+{
+    const double eps_c = a->label_smoothing / (double)a->c;
+    return a->class_weight ? eps_c * a->class_weight[k] : eps_c;
+}
+
 /* Reads of the logits other than the exp sweep; returns 0 for an ignored row. */
 PYCE_ALWAYS_INLINE int SFX(ce_row_prep)(const pyce_ce_args *a, int64_t i,
                                         const T *xr, int64_t sx,
@@ -122,57 +142,117 @@ PYCE_ALWAYS_INLINE int SFX(ce_row_prep)(const pyce_ce_args *a, int64_t i,
     const int64_t c = a->c;
     const double *cw = a->class_weight;
     const double eps = a->label_smoothing;
-    const double eps_c = eps / (double)c;
     rs->xm_part = 0.0;
     rs->pcoef = 0.0;
     rs->smooth_x = 0.0;
     rs->target_w = 0.0;
-    if (a->target) {
-        const int64_t y = a->target[i];
-        rs->y = y;
-        if (y == a->ignore_index)
-            return 0;
-        const double wy = cw ? cw[y] : 1.0;
-        rs->target_w = (1.0 - eps) * wy;
-        /* A zero weight contributes nothing, even for a -inf logit (0 * -inf
-         * would be NaN): classes are masked by weight 0 and logit -inf. */
-        rs->xm_part = rs->target_w != 0.0 ? rs->target_w * ((double)xr[y * sx] - md) : 0.0;
-        rs->pcoef = rs->target_w;
-        if (eps > 0.0) {
-            double swx = 0.0;
-            if (cw) {
-#pragma omp simd reduction(+ : swx)
-                for (int64_t k = 0; k < c; k++)
-                    swx += cw[k] != 0.0 ? cw[k] * ((double)xr[k * sx] - md) : 0.0;
-            } else {
-#pragma omp simd reduction(+ : swx)
-                for (int64_t k = 0; k < c; k++)
-                    swx += (double)xr[k * sx] - md;
-            }
-            rs->smooth_x = eps_c * swx;
-            rs->pcoef += eps_c * a->class_weight_sum;
-        }
-    } else {
-        /* probability targets: a_k = w_k ((1-eps) t_k + eps/c); terms with
-         * a_k = 0 are skipped so that a -inf logit with no mass gives 0, not NaN */
+    rs->y = -1;
+    if (!a->target) {
         double asum = 0.0, ax = 0.0;
         for (int64_t k = 0; k < c; k++) {
-            double ak = (1.0 - eps) * (double)tr[k * st] + eps_c;
-            if (cw)
-                ak *= cw[k];
+            const double ak = SFX(prob_coef)(a, tr, st, k);
             asum += ak;
-            if (ak != 0.0)
-                ax += ak * ((double)xr[k * sx] - md);
+            ax += pyce_weighted(ak, (double)xr[k * sx] - md);
         }
-        rs->y = -1;
         rs->xm_part = ax;
         rs->pcoef = asum;
+        return 1;
+    }
+    const int64_t y = a->target[i];
+    rs->y = y;
+    if (pyce_row_ignored(a, i))
+        return 0;
+    rs->target_w = (1.0 - eps) * (cw ? cw[y] : 1.0);
+    rs->xm_part = pyce_weighted(rs->target_w, (double)xr[y * sx] - md);
+    rs->pcoef = rs->target_w;
+    if (eps > 0.0) {
+        const double eps_c = eps / (double)c;
+        double swx = 0.0;
+        if (cw) {
+#pragma omp simd reduction(+ : swx)
+            for (int64_t k = 0; k < c; k++)
+                swx += pyce_weighted(cw[k], (double)xr[k * sx] - md);
+        } else {
+#pragma omp simd reduction(+ : swx)
+            for (int64_t k = 0; k < c; k++)
+                swx += (double)xr[k * sx] - md;
+        }
+        rs->smooth_x = eps_c * swx;
+        rs->pcoef += eps_c * a->class_weight_sum;
     }
     return 1;
 }
 
-/* The row's loss (times its sample weight) from log(s); turns the exps
- * er[k*se] into the gradient gr[k*sg] (er may be gr itself). */
+/* The gradient row beyond T's range (see pyce_beyond): in double, rounded once. */
+PYCE_ALWAYS_INLINE void SFX(grad_row_wide)(const pyce_ce_args *a, const SFX(rowstate) *rs,
+                                           double g, double pcoef_s,
+                                           const T *er, int64_t se, T *gr, int64_t sg,
+                                           const T *tr, int64_t st)
+{
+    const int smoothing = a->label_smoothing > 0.0;
+    for (int64_t k = 0; k < a->c; k++) {
+        double coef = 0.0;
+        if (rs->y < 0)
+            coef = SFX(prob_coef)(a, tr, st, k);
+        else if (smoothing)
+            coef = SFX(smooth_coef)(a, k);
+        gr[k * sg] = (T)pyce_wide_entry(g, (double)er[k * se], pcoef_s, coef);
+    }
+}
+
+/* The gradient row in T: p_k * pcd - (smoothing share or target mass) * g. */
+PYCE_ALWAYS_INLINE void SFX(grad_row)(const pyce_ce_args *a, const SFX(rowstate) *rs,
+                                      double g, double pcd,
+                                      const T *er, int64_t se, T *gr, int64_t sg,
+                                      const T *tr, int64_t st)
+{
+    const int64_t c = a->c;
+    const T pc = (T)pcd;
+    if (rs->y < 0) {
+        for (int64_t k = 0; k < c; k++)
+            gr[k * sg] = (T)((double)(er[k * se] * pc) - g * SFX(prob_coef)(a, tr, st, k));
+    } else if (a->label_smoothing > 0.0 && a->class_weight) {
+#pragma omp simd
+        for (int64_t k = 0; k < c; k++)
+            gr[k * sg] = er[k * se] * pc - (T)(g * SFX(smooth_coef)(a, k));
+    } else if (a->label_smoothing > 0.0) {
+        const T b = (T)(g * SFX(smooth_coef)(a, 0));
+#pragma omp simd
+        for (int64_t k = 0; k < c; k++)
+            gr[k * sg] = er[k * se] * pc - b;
+    } else {
+#pragma omp simd
+        for (int64_t k = 0; k < c; k++)
+            gr[k * sg] = er[k * se] * pc;
+    }
+}
+
+/* Turns the exps er[k*se] of a row into its gradient gr[k*sg] (er may be gr). */
+PYCE_ALWAYS_INLINE void SFX(ce_row_grad)(const pyce_ce_args *a, int64_t i,
+                                         const SFX(rowstate) *rs, double pcoef, double s,
+                                         const T *er, int64_t se, T *gr, int64_t sg,
+                                         const T *tr, int64_t st)
+{
+    const double g = pyce_row_gscale(a, i);
+    const double pcd = g * pcoef / s;
+    /* e_y before the sweeps below overwrite er (er may be gr) */
+    const double ey = rs->y >= 0 ? (double)er[rs->y * se] : 0.0;
+    /* Largest term subtracted from p_k * pcd: the smoothing share or the
+     * probability-target mass (|a_k| <= |w_k| (1 - eps + eps/c) <= sum_j |w_j|). */
+    const double share = rs->y < 0 ? 1.0 : a->label_smoothing / (double)a->c;
+    const double sub_max = fabs(g) * share * (a->class_weight ? a->class_weight_abs_sum : 1.0);
+    if (pyce_beyond(pcd, SFX(T_MAX)) || pyce_beyond(sub_max, SFX(T_MAX)))
+        SFX(grad_row_wide)(a, rs, g, pcoef / s, er, se, gr, sg, tr, st);
+    else
+        SFX(grad_row)(a, rs, g, pcd, er, se, gr, sg, tr, st);
+    if (rs->y >= 0) {
+        const double smooth_b = a->label_smoothing > 0.0 ? SFX(smooth_coef)(a, rs->y) : 0.0;
+        gr[rs->y * sg] = (T)pyce_target_grad(g, rs->target_w, pcoef, ey, s, smooth_b);
+    }
+}
+
+/* The row's loss (times its sample weight) from log(s); when gr != NULL, turns
+ * the exps er[k*se] into the gradient gr[k*sg] (er may be gr itself). */
 PYCE_ALWAYS_INLINE double SFX(ce_row_finish)(const pyce_ce_args *a, int64_t i,
                                              const SFX(rowstate) *rs, double md,
                                              double s, double ls,
@@ -180,11 +260,6 @@ PYCE_ALWAYS_INLINE double SFX(ce_row_finish)(const pyce_ce_args *a, int64_t i,
                                              T *gr, int64_t sg,
                                              const T *tr, int64_t st)
 {
-    const int64_t c = a->c;
-    const double *cw = a->class_weight;
-    const double eps = a->label_smoothing;
-    const double eps_c = eps / (double)c;
-    const double v = a->sample_weight ? a->sample_weight[i] : 1.0;
     double pcoef = rs->pcoef;
     /* -sum_k a_k log p_k = (sum_k a_k) ls - sum_k a_k (x_k - m) */
     double loss = pcoef * ls - rs->xm_part - rs->smooth_x;
@@ -193,69 +268,9 @@ PYCE_ALWAYS_INLINE double SFX(ce_row_finish)(const pyce_ce_args *a, int64_t i,
         loss += a->z_loss * lse * lse;
         pcoef += 2.0 * a->z_loss * lse;
     }
-    if (gr) {
-        double g = a->grad_scale * v;
-        if (a->grad_output)
-            g *= a->grad_output[i];
-        const double pcd = g * pcoef / s;
-        /* e_y before the sweeps below overwrite er (er may be gr) */
-        const double ey_saved = rs->y >= 0 ? (double)er[rs->y * se] : 0.0;
-        /* Largest term subtracted from p_k * pcd: the smoothing share or the
-         * probability-target mass (a_k <= w_k (1 - eps + eps/c) <= sum_j w_j). */
-        const double sub_max = fabs(g) * (rs->y >= 0 ? (eps > 0.0 ? eps_c : 0.0) : 1.0) *
-                               (cw ? a->class_weight_sum : 1.0);
-        if (fabs(pcd) > SFX(T_MAX) || sub_max > SFX(T_MAX)) {  /* false for NaN: a NaN row stays NaN */
-            /* A gradient beyond T's range (tiny 'mean' denominators, huge
-             * grad_output): combine in double and round once, so entries
-             * overflow to +-inf as IEEE says instead of inf - inf = NaN or
-             * 0 * inf = NaN for masked classes. */
-            for (int64_t k = 0; k < c; k++) {
-                double sub;
-                if (rs->y >= 0)
-                    sub = eps > 0.0 ? g * eps_c * (cw ? cw[k] : 1.0) : 0.0;
-                else
-                    sub = g * ((1.0 - eps) * (double)tr[k * st] + eps_c) * (cw ? cw[k] : 1.0);
-                const double ek = (double)er[k * se];
-                gr[k * sg] = (T)((ek != 0.0 ? ek * pcd : 0.0) - sub);
-            }
-        } else if (rs->y >= 0) {
-            const T pc = (T)pcd;
-            if (eps > 0.0 && cw) {
-                const double gb = g * eps_c;
-#pragma omp simd
-                for (int64_t k = 0; k < c; k++)
-                    gr[k * sg] = er[k * se] * pc - (T)(gb * cw[k]);
-            } else if (eps > 0.0) {
-                const T b = (T)(g * eps_c);
-#pragma omp simd
-                for (int64_t k = 0; k < c; k++)
-                    gr[k * sg] = er[k * se] * pc - b;
-            } else {
-#pragma omp simd
-                for (int64_t k = 0; k < c; k++)
-                    gr[k * sg] = er[k * se] * pc;
-            }
-        } else {
-            const T pc = (T)pcd;
-            for (int64_t k = 0; k < c; k++) {
-                double ak = (1.0 - eps) * (double)tr[k * st] + eps_c;
-                if (cw)
-                    ak *= cw[k];
-                gr[k * sg] = (T)((double)(er[k * se] * pc) - g * ak);
-            }
-        }
-        if (rs->y >= 0) {
-            /* Target entry in double: p_y - 1 = (e_y - s)/s keeps its
-             * relative accuracy when p_y ~ 1 (no float cancellation). */
-            const int64_t y = rs->y;
-            const double smooth_b = eps > 0.0 ? eps_c * (cw ? cw[y] : 1.0) : 0.0;
-            const double tw = rs->target_w;
-            gr[y * sg] = (T)(g * ((tw * (ey_saved - s) + (pcoef - tw) * ey_saved) / s - smooth_b));
-        }
-    }
-    /* A sample weight of 0 masks the row like a class weight of 0: an infinite
-     * loss (a -inf target logit) becomes 0, a NaN (undefined softmax) stays. */
-    return v != 0.0 ? v * loss : (loss != loss ? loss : 0.0);
+    if (gr)
+        SFX(ce_row_grad)(a, i, rs, pcoef, s, er, se, gr, sg, tr, st);
+    return pyce_sample_weighted(a->sample_weight ? a->sample_weight[i] : 1.0, loss);
 }
 
 PYCE_ALWAYS_INLINE void SFX(zero_row)(T *gr, int64_t sg, int64_t c)
@@ -273,7 +288,7 @@ PYCE_ALWAYS_INLINE void SFX(prefetch_row)(const T *next, int64_t c)
     const int64_t lines = c * (int64_t)sizeof(T) / 64 < PYCE_PREFETCH_LINES
                               ? c * (int64_t)sizeof(T) / 64 : PYCE_PREFETCH_LINES;
     for (int64_t l = 0; l < lines; l++)
-        __builtin_prefetch((const char *)next + 64 * l, 0, 3);
+        PYCE_PREFETCH((const char *)next + 64 * l);
 }
 
 /* One row, in place: max sweep, prep, exp sweep into the gradient row, finish. */
@@ -283,7 +298,7 @@ PYCE_ALWAYS_INLINE double SFX(ce_row)(const pyce_ce_args *a, int64_t i,
                                       const T *tr, int64_t st)
 {
     SFX(rowstate) rs;
-    if (a->target && a->target[i] == a->ignore_index) {
+    if (pyce_row_ignored(a, i)) {
         if (gr)
             SFX(zero_row)(gr, sg, a->c);
         return 0.0;
@@ -380,109 +395,125 @@ PYCE_ALWAYS_INLINE double SFX(ce_lanes)(const pyce_ce_args *a, int64_t i0, int64
     return total;
 }
 
-/* The common small-class case -- class-index targets, no label smoothing,
- * no z-loss, contiguous class axis -- with the per-row bookkeeping done
- * across lanes too: only the target entries are touched one row at a time. */
+/* ---- lanes_plain: the common small-class case -- class-index targets, no
+ * label smoothing, no z-loss, contiguous class axis -- with the per-row
+ * bookkeeping done across lanes too, through the same per-row rules
+ * (pyce_weighted, pyce_sample_weighted, pyce_row_gscale, pyce_target_grad,
+ * pyce_beyond / pyce_wide_entry) as ce_row_finish. ---- */
+
+/* Lanes that hold a kept row (live), their target class (0 when not live) and
+ * its class weight; lanes past nrows repeat row i0 and are not live. */
+PYCE_ALWAYS_INLINE void SFX(lanes_plain_targets)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
+                                                 int *livev, int64_t *yv, double *wv)
+{
+    for (int64_t r = 0; r < PYCE_LANES; r++) {
+        const int64_t i = i0 + (r < nrows ? r : 0);
+        livev[r] = r < nrows && !pyce_row_ignored(a, i);
+        yv[r] = livev[r] ? a->target[i] : 0;
+        wv[r] = livev[r] ? (a->class_weight ? a->class_weight[yv[r]] : 1.0) : 0.0;
+    }
+}
+
+/* Per-row losses w_y (ls - (x_y - m)), times the sample weight. */
+PYCE_ALWAYS_INLINE void SFX(lanes_plain_loss)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
+                                              const int *livev, const double *wv,
+                                              const double *xyv, const T *mv, const double *sv,
+                                              double *lossv)
+{
+    enum { L = PYCE_LANES };
+#pragma omp simd
+    for (int64_t r = 0; r < L; r++) {
+        const double l = wv[r] * pyce_log_f64(sv[r]) - pyce_weighted(wv[r], xyv[r] - (double)mv[r]);
+        lossv[r] = livev[r] ? l : 0.0;
+    }
+    if (a->sample_weight)
+        for (int64_t r = 0; r < nrows; r++)
+            lossv[r] = pyce_sample_weighted(a->sample_weight[i0 + r], lossv[r]);
+}
+
+/* The exps in buf become the rows' gradients, stored to grad. */
+PYCE_ALWAYS_INLINE void SFX(lanes_plain_grad)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
+                                              const int *livev, const int64_t *yv,
+                                              const double *wv, const double *eyv,
+                                              const double *sv, T *buf, T *grad)
+{
+    enum { L = PYCE_LANES };
+    const int64_t c = a->c;
+    double gv[L], pcdv[L];
+    T pcv[L];
+    int64_t goff[L];
+    int in_range = 1;
+    for (int64_t r = 0; r < L; r++)
+        gv[r] = livev[r] ? pyce_row_gscale(a, i0 + r) : 0.0;
+#pragma omp simd reduction(&& : in_range)
+    for (int64_t r = 0; r < L; r++) {
+        pcdv[r] = gv[r] * wv[r] / sv[r];
+        pcv[r] = (T)pcdv[r];
+        in_range = in_range && !pyce_beyond(pcdv[r], SFX(T_MAX));
+    }
+    for (int64_t k = 0; k < c; k++) {
+        if (in_range) {
+#pragma omp simd
+            for (int64_t r = 0; r < L; r++) {
+                const T v = buf[k * L + r] * pcv[r];
+                buf[k * L + r] = livev[r] ? v : (T)0;
+            }
+        } else {
+            for (int64_t r = 0; r < L; r++)
+                buf[k * L + r] = livev[r] ? (T)pyce_wide_entry(gv[r], (double)buf[k * L + r],
+                                                               wv[r] / sv[r], 0.0)
+                                          : (T)0;
+        }
+    }
+    for (int64_t r = 0; r < nrows; r++)
+        if (livev[r])
+            buf[yv[r] * L + r] = (T)pyce_target_grad(gv[r], wv[r], wv[r], eyv[r], sv[r], 0.0);
+    lanes_offsets(i0, nrows, a->d, a->g_sn, a->g_sd, goff);
+    if (nrows == L) {
+        for (int64_t k = 0; k < c; k++) {
+#pragma omp simd
+            for (int64_t r = 0; r < L; r++)
+                grad[goff[r] + k] = buf[k * L + r];
+        }
+    } else {
+        for (int64_t r = 0; r < nrows; r++)
+            for (int64_t k = 0; k < c; k++)
+                grad[goff[r] + k] = buf[k * L + r];
+    }
+}
+
 PYCE_ALWAYS_INLINE double SFX(ce_lanes_plain)(const pyce_ce_args *a, int64_t i0, int64_t nrows,
                                               const T *x, T *grad, T *loss_out)
 {
     enum { L = PYCE_LANES };
-    const int64_t c = a->c, d = a->d;
-    const double *cw = a->class_weight;
     T buf[PYCE_SMALL_C * L];
     T mv[L];
-    double sv[L], lsv[L], xyv[L], eyv[L], wv[L], gv[L], lossv[L];
-    int64_t xoff[L], goff[L], yv[L];
+    double sv[L], xyv[L], eyv[L], wv[L], lossv[L];
+    int64_t xoff[L], yv[L];
     int livev[L];
-    lanes_offsets(i0, nrows, d, a->x_sn, a->x_sd, xoff);
-    lanes_offsets(i0, nrows, d, a->g_sn, a->g_sd, goff);
-    for (int64_t r = 0; r < L; r++) {
-        const int64_t y = a->target[i0 + (r < nrows ? r : 0)];
-        livev[r] = r < nrows && y != a->ignore_index;
-        yv[r] = livev[r] ? y : 0;
-    }
-    SFX(lanes_load_max)(x, xoff, 1, c, buf, mv);
+    SFX(lanes_plain_targets)(a, i0, nrows, livev, yv, wv);
+    lanes_offsets(i0, nrows, a->d, a->x_sn, a->x_sd, xoff);
+    SFX(lanes_load_max)(x, xoff, 1, a->c, buf, mv);
     for (int64_t r = 0; r < L; r++)
         xyv[r] = (double)buf[yv[r] * L + r];
-    SFX(lanes_expsum)(buf, mv, c, sv);
-    for (int64_t r = 0; r < L; r++) {
+    SFX(lanes_expsum)(buf, mv, a->c, sv);
+    for (int64_t r = 0; r < L; r++)
         eyv[r] = (double)buf[yv[r] * L + r];
-        const int64_t i = i0 + (r < nrows ? r : 0);
-        double w = cw ? cw[yv[r]] : 1.0;
-        double g = a->grad_scale;
-        if (a->sample_weight) {
-            w *= a->sample_weight[i];
-        }
-        if (a->grad_output)
-            g *= a->grad_output[i];
-        wv[r] = livev[r] ? w : 0.0;
-        gv[r] = g * wv[r];
-    }
-#pragma omp simd
-    for (int64_t r = 0; r < L; r++) {
-        const double ls = pyce_log_f64(sv[r]);
-        lsv[r] = ls;
-        /* as in ce_row_finish: w ls - w (x_y - m), where a zero weight makes
-         * the second term exactly 0 (a -inf target logit must not give NaN);
-         * a NaN row stays NaN through ls unless the row is ignored */
-        lossv[r] = livev[r] ? wv[r] * ls - (wv[r] != 0.0 ? wv[r] * (xyv[r] - (double)mv[r]) : 0.0)
-                            : 0.0;
-    }
-    if (grad) {
-        T pcv[L];
-        double pcdv[L], fixv[L];
-        int in_range = 1;
-#pragma omp simd reduction(&& : in_range)
-        for (int64_t r = 0; r < L; r++) {
-            pcdv[r] = gv[r] / sv[r];
-            pcv[r] = (T)pcdv[r];
-            in_range = in_range && !(fabs(pcdv[r]) > SFX(T_MAX));  /* NaN rows: normal path */
-            /* target entry: g w (e_y - s)/s in double, no cancellation at p_y ~ 1 */
-            fixv[r] = gv[r] * (eyv[r] - sv[r]) / sv[r];
-        }
-        if (in_range) {
-            for (int64_t k = 0; k < c; k++) {
-#pragma omp simd
-                for (int64_t r = 0; r < L; r++) {
-                    const T v = buf[k * L + r] * pcv[r];
-                    buf[k * L + r] = livev[r] ? v : (T)0;
-                }
-            }
-        } else {
-            /* a gradient beyond T's range (huge grad_output): in double, rounded
-             * once, so it overflows to +-inf and e == 0 stays 0 (no 0 * inf) */
-            for (int64_t k = 0; k < c; k++)
-                for (int64_t r = 0; r < L; r++) {
-                    const double e = (double)buf[k * L + r];
-                    buf[k * L + r] = livev[r] && e != 0.0 ? (T)(e * pcdv[r]) : (T)0;
-                }
-        }
-        for (int64_t r = 0; r < nrows; r++)
-            if (livev[r])
-                buf[yv[r] * L + r] = (T)fixv[r];
-        if (nrows == L) {
-            for (int64_t k = 0; k < c; k++) {
-#pragma omp simd
-                for (int64_t r = 0; r < L; r++)
-                    grad[goff[r] + k] = buf[k * L + r];
-            }
-        } else {
-            for (int64_t r = 0; r < nrows; r++)
-                for (int64_t k = 0; k < c; k++)
-                    grad[goff[r] + k] = buf[k * L + r];
-        }
-    }
+    SFX(lanes_plain_loss)(a, i0, nrows, livev, wv, xyv, mv, sv, lossv);
+    if (grad)
+        SFX(lanes_plain_grad)(a, i0, nrows, livev, yv, wv, eyv, sv, buf, grad);
     double total = 0.0;
     for (int64_t r = 0; r < nrows; r++) {
         if (loss_out)
             loss_out[i0 + r] = (T)lossv[r];
         total += lossv[r];
     }
-    (void)lsv;
     return total;
 }
 
-/* Rows [i0, i1): returns the sum of their losses in row order. */
+/* Rows [i0, i1): returns the sum of their losses in row order.  This is where
+ * the kernel family is chosen: the two `c <= PYCE_SMALL_C` branches (lanes
+ * paths) first, then the row path. */
 PYCE_CLONES double SFX(pyce_ce_block)(const pyce_ce_args *a, int64_t i0, int64_t i1)
 {
     const T *x = (const T *)a->x;

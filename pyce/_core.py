@@ -1,86 +1,38 @@
 """The public cross-entropy functions: validate in Python, compute in C.
 
-The arithmetic lives in cext/pyce_kernels.c (design note at its top); this
-module decides shapes, allocation, reductions and threads.
+The arithmetic lives in cext/pyce_loss_kernels.c (design note at its top) and
+its template cext/pyce_loss_template.h; the reduction rule ('mean', 'sum') in
+cext/_ce.pyx (`loss_value`, `grad_scale`), which every path calls.  This
+module decides shapes, allocation and threads.
 """
 import numpy as np
 
 from pyce import _ce
-from pyce._validate import (as_float_array, as_ncd, check_ce, check_n_threads, check_out,
+from pyce._ce import grad_scale, loss_value
+from pyce._validate import (as_3d, as_float_array, as_ncd, check_ce, check_n_threads, check_out,
                             check_row_array)
 
 __all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_and_grad",
            "log_softmax", "softmax"]
 
-_DOC_SHAPES = """
-    Shapes (class axis 1, as in PyTorch):
-      input (C,) with a 0-d target (unbatched); (N, C) with target (N,);
-      (N, C, d1, ..., dk) with target (N, d1, ..., dk).  A float target of the
-      input's shape holds class probabilities (soft labels) instead.
-    No copy is made of an input in any memory order (C, Fortran, strided,
-    read-only, memory-mapped): the kernel reads it through its strides.  A
-    copy is made only of a K-dimensional input whose trailing axes cannot be
-    merged into one stride, of a misaligned or byte-swapped array, and of
-    integer targets that are not contiguous int64 (O(N), not O(N*C)).
-"""
 
-_DOC_OPTIONS = """
-    weight : (C,) array, optional
-        Non-negative class weights. Row i's loss is multiplied by weight[y_i];
-        'mean' divides by sum_i weight[y_i] over non-ignored rows.
-    ignore_index : int
-        Rows whose target equals it have loss 0 and gradient 0 and are left
-        out of 'mean''s denominator. When every row is ignored (or N = 0),
-        'mean' returns NaN with an all-zero gradient and 'sum' returns 0, as
-        PyTorch does. Not used with probability targets.
-    reduction : {'mean', 'sum', 'none'}
-    label_smoothing : float in [0, 1]
-        loss = (1 - eps) * nll + eps/C * sum_c w_c * (-log p_c), masked on
-        ignored rows, same denominator as the nll term. With probability
-        targets t, the target becomes (1 - eps) * t + eps/C.
-    sample_weight : array of the per-sample loss's shape, optional (keyword)
-        Multiplies each row's loss; 'mean' then divides by
-        sum_i sample_weight_i * weight[y_i] over non-ignored rows (by
-        sum_i sample_weight_i for probability targets, whose 'mean' otherwise
-        divides by the number of rows, PyTorch's rule).
-    z_loss : float >= 0 (keyword)
-        Adds z_loss * logsumexp(x_i)^2 to each non-ignored row's loss (PaLM's
-        z-loss), multiplied by the sample weight but not by the class weight,
-        and divided by the same denominator for 'mean'. Free when 0.
-    n_threads : int or None (keyword)
-        None uses all usable cores, 1 is serial. Small inputs (< 65536
-        elements) always run serially. Results are bitwise identical for
-        every value.
-
-    Precision: float32 input is computed in float32 (exp to within 2 ulp)
-    with every row sum, log and batch reduction in float64; float64 input is
-    float64 throughout. Logits of +-1e30 are fine; -inf logits have
-    probability 0 and gradient 0; a NaN in a row makes that row's loss and
-    gradient NaN and leaves other rows alone.
-"""
+def check_ce_fast(input, target, weight, ignore_index, reduction, label_smoothing,
+                  sample_weight=None, z_loss=0.0, n_threads=None):
+    """pyce._validate.check_ce with the compiled target scan (the fast functions' checks)."""
+    return check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
+                    sample_weight, z_loss, n_threads, scan_targets=_ce.scan_targets)
 
 
-def _run(p, grad, loss_rows, grad_scale, grad_output):
-    if grad is not None:
-        g3, gs = as_ncd(grad)
-    else:
-        g3, gs = None, (0, 0, 0)
-    return _ce.ce(p.x3, g3, loss_rows, p.target, p.t3, p.class_weight, p.sample_weight,
-                  grad_output, p.n, p.c, p.d, p.xs[0], p.xs[1], p.xs[2], gs[0], gs[1], gs[2],
-                  p.ts[0], p.ts[1], p.ts[2], grad_scale, p.class_weight_sum, p.ignore_index,
-                  p.label_smoothing, p.z_loss, p.n_threads, p.f64)
+def _run(p, grad, loss_rows, scale, grad_output):
+    """The fused kernel on Problem p; returns the float64 sum of the per-row losses."""
+    if grad is None:
+        return _ce.ce(p, None, None, loss_rows, scale, grad_output)
+    g3, gs = as_ncd(grad)
+    return _ce.ce(p, g3, gs, loss_rows, scale, grad_output)
 
 
 def _reduce(p, total):
-    # The float64 total may exceed float32's range (a diverging network):
-    # the float32 loss is then inf, as in PyTorch, without NumPy's
-    # "overflow encountered in cast" warning pointing into pyce.
-    with np.errstate(over="ignore"):
-        if p.reduction == "sum":
-            return p.x.dtype.type(total)
-        if p.denom == 0.0:
-            return p.x.dtype.type(np.nan)
-        return p.x.dtype.type(total / p.denom)
+    return loss_value(total, p.denom, p.reduction, p.f64)
 
 
 def _grad_target(p, out, overwrite_input):
@@ -113,20 +65,82 @@ def _scale_for(p, grad_output):
         expected = ("a scalar or an array of the per-sample loss's shape " + str(p.loss_shape)
                     if p.reduction == "none" else f"a scalar for reduction={p.reduction!r}")
         raise ValueError(f"grad_output must be {expected}, got {grad_output!r}") from None
-    if p.reduction == "mean":
-        return (g / p.denom if p.denom != 0.0 else 0.0), None
-    return g, None
+    return grad_scale(g, p.denom, p.reduction), None
+
+
+def _fast_ok(weight, sample_weight, label_smoothing, z_loss, ignore_index):
+    """Whether the call may try _ce.fast_2d (no options it does not handle)."""
+    return (weight is None and sample_weight is None and label_smoothing == 0.0
+            and z_loss == 0.0 and type(ignore_index) is int)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, *, sample_weight=None, z_loss=0.0, n_threads=None):
-    if (weight is None and sample_weight is None and label_smoothing == 0.0 and z_loss == 0.0
-            and type(ignore_index) is int):
+    """Softmax cross-entropy between logits and targets (forward only).
+
+    Parameters
+    ----------
+    input : float32 or float64 array
+        Logits, class axis 1 as in PyTorch: (C,) unbatched, (N, C), or
+        (N, C, d1, ..., dk).  Any memory order (C, Fortran, strided,
+        read-only, memory-mapped) is read in place, without a copy; a copy is
+        made only of a K-dimensional input whose trailing axes cannot be
+        merged into one stride, and of a misaligned or byte-swapped array.
+    target : integer array, or float array of the input's shape
+        Integer dtypes (any signed or unsigned width; non-int64 or
+        non-contiguous targets are copied to int64, O(N)): class indices in
+        [0, C) or ignore_index, of shape () for (C,) input, (N,) for (N, C),
+        (N, d1, ..., dk) for (N, C, d1, ..., dk).  Float dtypes: class
+        probabilities (soft labels) of the input's shape, converted to the
+        input's dtype.  An integer array of the input's shape (one-hot labels)
+        is rejected: pass target.argmax(axis=1) or float probabilities.
+    weight : (C,) array of finite floats, optional
+        Class weights, negative ones included (as PyTorch).  Row i's loss is
+        multiplied by weight[y_i]; 'mean' divides by sum_i weight[y_i] over
+        kept rows (see reduction).
+    ignore_index : int, default -100
+        Rows whose target equals it have loss 0 and gradient 0 and are left
+        out of 'mean''s denominator.  With probability targets only negative
+        values are accepted (PyTorch raises for ignore_index >= 0 there).
+    reduction : {'mean', 'sum', 'none'}
+        'mean' is the float64 sum of the row losses divided by the
+        denominator (the weighted count of kept rows), by IEEE arithmetic as
+        PyTorch: every row ignored (or N = 0) gives 0/0 = NaN ('sum' gives 0);
+        weights summing to 0 give NaN or +-inf; a negative sum flips the sign.
+    label_smoothing : float in [0, 1], default 0
+        loss = (1 - eps) * nll + eps/C * sum_c w_c * (-log p_c), masked on
+        ignored rows, same denominator.  With probability targets t, the
+        target becomes (1 - eps) * t + eps/C.
+    sample_weight : array of the per-sample loss's shape, optional (keyword)
+        Non-negative; multiplies each row's loss.  'mean' then divides by
+        sum_i sample_weight_i * weight[y_i] over kept rows (by
+        sum_i sample_weight_i for probability targets, whose 'mean' otherwise
+        divides by the number of rows, PyTorch's rule).
+    z_loss : float >= 0, default 0 (keyword)
+        Adds z_loss * logsumexp(x_i)^2 to each kept row's loss (PaLM's
+        z-loss), times the sample weight but not the class weight.
+    n_threads : positive int or None (keyword)
+        None uses all usable cores, 1 is serial; inputs under 65536 elements
+        always run serially.  Results are bitwise identical for every value.
+
+    Returns
+    -------
+    loss : NumPy scalar of the input's dtype ('mean', 'sum'), or an array of
+        the per-sample loss's shape (the target's shape) for 'none'.
+
+    Precision: float32 input is computed in float32 (exp within 2 ulp) with
+    every row sum, log and batch reduction in float64; a float32 total beyond
+    float32's range is +-inf, without a warning.  float64 is float64
+    throughout.  Logits of +-1e30 are fine; -inf logits have probability 0
+    and gradient 0; a NaN in a row makes that row's loss NaN and leaves the
+    other rows alone.
+    """
+    if _fast_ok(weight, sample_weight, label_smoothing, z_loss, ignore_index):
         res = _ce.fast_2d(input, target, None, reduction, ignore_index, n_threads, 0)
         if res is not None:
             return res
-    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
-                 sample_weight, z_loss, n_threads)
+    p = check_ce_fast(input, target, weight, ignore_index, reduction, label_smoothing,
+                      sample_weight, z_loss, n_threads)
     if reduction == "none":
         rows = np.empty(p.rows, p.x.dtype)
         _run(p, None, rows, 0.0, None)
@@ -137,13 +151,35 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_index=-100,
                            reduction="mean", label_smoothing=0.0, *, sample_weight=None,
                            z_loss=0.0, out=None, n_threads=None):
-    if (weight is None and sample_weight is None and label_smoothing == 0.0 and z_loss == 0.0
-            and type(ignore_index) is int and type(grad_output) in (float, int)):
+    """Gradient of cross_entropy with respect to input.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing, sample_weight, z_loss, n_threads
+        As in pyce.cross_entropy (same dtypes and shapes accepted).
+    grad_output : float, or array of the per-sample loss's shape, default 1.0
+        The upstream gradient: a scalar for 'mean' and 'sum'; for 'none' a
+        scalar or one value per sample (row i's gradient is multiplied by
+        grad_output_i).  The gradient of 'mean' is that of 'sum' times
+        grad_output / denominator (IEEE: a zero denominator gives +-inf or
+        NaN entries on kept rows, ignored rows stay 0).
+    out : ndarray of the input's shape and dtype, optional (keyword)
+        Receives the gradient (no allocation); it may not overlap input.
+
+    Returns
+    -------
+    grad : array of the input's shape and dtype (`out` when given).
+        Entries are computed in the input's dtype from float64 row factors;
+        a gradient beyond float32's range is combined in float64 and rounded
+        once, so it overflows to +-inf rather than NaN.
+    """
+    if (_fast_ok(weight, sample_weight, label_smoothing, z_loss, ignore_index)
+            and type(grad_output) in (float, int)):
         res = _ce.fast_2d(input, target, out, reduction, ignore_index, n_threads, 1, grad_output)
         if res is not None:
             return res
-    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
-                 sample_weight, z_loss, n_threads)
+    p = check_ce_fast(input, target, weight, ignore_index, reduction, label_smoothing,
+                      sample_weight, z_loss, n_threads)
     grad, copy_to = _grad_target(p, out, False)
     scale, go = _scale_for(p, grad_output)
     _run(p, grad, None, scale, go)
@@ -156,14 +192,37 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
 def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
                            label_smoothing=0.0, *, sample_weight=None, z_loss=0.0, out=None,
                            overwrite_input=False, n_threads=None):
-    if (weight is None and sample_weight is None and label_smoothing == 0.0 and z_loss == 0.0
-            and not overwrite_input and type(ignore_index) is int):
+    """(loss, dloss/dinput) from ONE fused pass over input: the training path.
+
+    Each row is read from memory once: its max, its exp-and-sum (written into
+    the gradient while the row is in cache), its loss and its gradient come
+    from that row in cache.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing, sample_weight, z_loss, n_threads
+        As in pyce.cross_entropy (same dtypes and shapes accepted).
+    out : ndarray of the input's shape and dtype, optional (keyword)
+        Receives the gradient (no allocation); it may not overlap input.
+    overwrite_input : bool, default False (keyword)
+        Write the gradient over `input` (which must then be a writeable
+        float32/float64 ndarray in native byte order); opt-in: by default no
+        argument is ever mutated.  Not together with `out`.
+
+    Returns
+    -------
+    (loss, grad) : loss as pyce.cross_entropy returns it; grad as
+        pyce.cross_entropy_backward with grad_output=1 ('none': the gradient
+        of the sum of the per-sample losses), `out` or `input` when given.
+    """
+    if (_fast_ok(weight, sample_weight, label_smoothing, z_loss, ignore_index)
+            and not overwrite_input):
         # the commonest call, checked and run in Cython; None means "take the general path"
         res = _ce.fast_2d(input, target, out, reduction, ignore_index, n_threads, 2)
         if res is not None:
             return res
-    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
-                 sample_weight, z_loss, n_threads)
+    p = check_ce_fast(input, target, weight, ignore_index, reduction, label_smoothing,
+                      sample_weight, z_loss, n_threads)
     if overwrite_input and p.x is not input:
         raise ValueError("overwrite_input=True needs input to be a float32/float64 numpy "
                          "array in native byte order (it had to be converted, so writing "
@@ -182,57 +241,53 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
     return loss, grad
 
 
-def _softmax(x, axis, out, log, n_threads):
-    a = as_float_array(x, "x")
-    if a.ndim == 0:
-        raise ValueError("x must have at least 1 dimension, got a 0-d array")
+def _softmax_axis(a, axis):
+    """axis as a non-negative int; a 0-d array counts as one class (axis 0 or -1)."""
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"axis must be an integer, got {axis!r}")
-    if not -a.ndim <= axis < a.ndim:
+    ndim = max(a.ndim, 1)
+    if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of bounds for x with {a.ndim} dimensions")
+    return axis % ndim
+
+
+def _softmax(x, axis, out, log, n_threads):
+    a = as_float_array(x, "x")
+    axis = _softmax_axis(a, axis)
     nt = check_n_threads(n_threads)
-    axis = axis % a.ndim
-    if out is None:
-        res = np.empty(a.shape, a.dtype)
-    else:
-        res = check_out(out, a)
-    outer = int(np.prod(a.shape[:axis], dtype=np.int64))
-    c = a.shape[axis]
-    inner = int(np.prod(a.shape[axis + 1:], dtype=np.int64))
-    xv = _as_3d(a, outer, c, inner)
-    ov = _as_3d(res, outer, c, inner)
-    copy_back = not np.shares_memory(ov, res) if res.size else False
+    res = np.empty(a.shape, a.dtype) if out is None else check_out(out, a)
+    a1, res1 = (a.reshape(1), res.reshape(1)) if a.ndim == 0 else (a, res)
+    outer = int(np.prod(a1.shape[:axis], dtype=np.int64))
+    c = a1.shape[axis]
+    inner = int(np.prod(a1.shape[axis + 1:], dtype=np.int64))
+    xv, xs = as_3d(a1, (outer, c, inner))
+    ov, os_ = as_3d(res1, (outer, c, inner))
+    copy_back = res.size and not np.shares_memory(ov, res)
     if copy_back:
         ov = np.empty((outer, c, inner), a.dtype)
-    xs, os_ = _strides(xv), _strides(ov)
-    _ce.softmax(xv, ov, outer, c, inner, xs[0], xs[1], xs[2], os_[0], os_[1], os_[2],
-                log, nt, a.dtype == np.float64)
+        os_ = [c * inner, inner, 1]
+    _ce.softmax(xv, ov, (outer, c, inner), xs, os_, log, nt, a.dtype == np.float64)
     if copy_back:
         np.copyto(res, ov.reshape(a.shape))
     return res
 
 
-def _as_3d(a, outer, c, inner):
-    v = a.view()
-    try:
-        v.shape = (outer, c, inner)
-    except AttributeError:
-        v = np.ascontiguousarray(a).reshape(outer, c, inner)
-    if any(s % a.itemsize for s in v.strides):
-        v = np.ascontiguousarray(v)
-    return v
-
-
-def _strides(v):
-    return [s // v.itemsize for s in v.strides]
-
-
 def softmax(x, axis=-1, *, out=None, n_threads=None):
-    """Numerically stable softmax along `axis` (exp(x - max) / sum, sums in float64).
+    """Numerically stable softmax along `axis`: exp(x - max) / sum(exp(x - max)).
 
-    float32 stays float32 (exp within 2 ulp, the row sum in float64); any
-    memory order works without a copy of x. `out` (x's shape and dtype) may
-    be x itself.
+    Parameters
+    ----------
+    x : float32 or float64 array, any memory order (read without a copy)
+        A 0-d x is one class: the result is 1.0 (NaN for NaN or +-inf), as in
+        PyTorch.
+    axis : int, default -1
+    out : ndarray of x's shape and dtype, optional (keyword); may be x itself.
+    n_threads : positive int or None (keyword); as in pyce.cross_entropy.
+
+    Returns
+    -------
+    An array of x's shape and dtype (`out` when given).  float32 stays
+    float32 (exp within 2 ulp, the row sum in float64).
     """
     return _softmax(x, axis, out, False, n_threads)
 
@@ -240,55 +295,38 @@ def softmax(x, axis=-1, *, out=None, n_threads=None):
 def log_softmax(x, axis=-1, *, out=None, n_threads=None):
     """Numerically stable log-softmax along `axis`: (x - max) - log(sum(exp(x - max))).
 
-    The subtraction is done in float64 and rounded once to x's dtype, so
-    float32 results are correctly rounded up to the error of log(sum) (~1e-16
-    relative). `out` (x's shape and dtype) may be x itself.
+    Parameters
+    ----------
+    x : float32 or float64 array, any memory order (read without a copy)
+        A 0-d x is one class: the result is 0.0 (NaN for NaN or +-inf), as in
+        PyTorch.
+    axis : int, default -1
+    out : ndarray of x's shape and dtype, optional (keyword); may be x itself.
+    n_threads : positive int or None (keyword); as in pyce.cross_entropy.
+
+    Returns
+    -------
+    An array of x's shape and dtype (`out` when given).  The subtraction is
+    done in float64 and rounded once, so float32 results are correctly
+    rounded up to the error of log(sum) (~1e-16 relative).
     """
     return _softmax(x, axis, out, True, n_threads)
 
 
-cross_entropy.__doc__ = """Softmax cross-entropy between logits and targets (forward only).
-
-    Returns a NumPy scalar of the input's dtype for 'mean' and 'sum', and an
-    array of per-sample losses of the target's shape for 'none'.
-""" + _DOC_SHAPES + "\n    Parameters\n    ----------\n" + _DOC_OPTIONS
-
-cross_entropy_backward.__doc__ = """Gradient of cross_entropy with respect to input (same shape and dtype).
-
-    grad_output is the upstream gradient: a scalar for 'mean' and 'sum', an
-    array of the per-sample loss's shape (or a scalar) for 'none'. The
-    gradient of 'mean' is that of 'sum' divided by the denominator; 'none'
-    with grad_output g gives g_i times row i's gradient. `out=` (input's
-    shape and dtype) receives the gradient.
-""" + _DOC_SHAPES + "\n    Parameters\n    ----------\n" + _DOC_OPTIONS
-
-cross_entropy_and_grad.__doc__ = """(loss, dloss/dinput) from ONE fused pass over input: the training path.
-
-    Each row is read from memory once: its max, its exp-and-sum (written into
-    the gradient while the row is in cache), its loss and its gradient come
-    from that row in cache. `out=` receives the gradient (no allocation);
-    `overwrite_input=True` writes the gradient over `input` (opt-in; by
-    default no argument is ever mutated).
-""" + _DOC_SHAPES + "\n    Parameters\n    ----------\n" + _DOC_OPTIONS
-
-
-def _ce_rows_inplace(logits, target, loss_rows, grad_scale, ignore_index, label_smoothing,
-                     z_loss, n_threads, want_grad):
-    """Fused cross-entropy over a C-contiguous (m, C) logits block, gradient written over it.
+def _ce_rows_inplace(p, loss_rows, scale, want_grad):
+    """Fused cross-entropy over the C-contiguous (m, C) logits block of Problem
+    `p` (from pyce._validate.rows_problem), the gradient written over it.
 
     Private helper of pyce._linear (the chunked linear + cross-entropy): no
-    validation, the caller has checked everything.  `target` is contiguous
-    int64 (m,) with every entry in [0, C) or equal to ignore_index; no class
-    or sample weights.  When want_grad, the gradient of sum_i loss_i times
-    grad_scale replaces the logits in place (each row is read before it is
-    overwritten, as with overwrite_input=True), so a caller that knows the
-    global 'mean' denominator passes grad_scale = 1/denom and needs no second
-    scaling pass.  `loss_rows` is None or a contiguous (m,) array of the
-    logits' dtype that receives the per-row losses.  Returns the sum of the
-    per-row losses (a Python float, accumulated in double).
+    validation, the caller has checked everything (targets contiguous int64
+    in [0, C) or ignore_index; no class or sample weights).  When want_grad,
+    the gradient of sum_i loss_i times `scale` replaces the logits in place
+    (each row is read before it is overwritten), so a caller that knows the
+    global 'mean' denominator passes grad_scale(1, denom, 'mean') and needs no
+    second scaling pass.  `loss_rows` is None or a contiguous (m,) array of
+    the logits' dtype for the per-row losses.  Returns the float64 sum of the
+    per-row losses.
     """
-    m, c = logits.shape
-    grad = logits if want_grad else None
-    return _ce.ce(logits, grad, loss_rows, target, None, None, None, None,
-                  m, c, 1, c, 1, 1, c, 1, 1, 0, 0, 0, grad_scale, float(c), ignore_index,
-                  label_smoothing, z_loss, n_threads, logits.dtype == np.float64)
+    if want_grad:
+        return _ce.ce(p, p.x3, (p.c, 1, 0), loss_rows, scale, None)
+    return _ce.ce(p, None, None, loss_rows, scale, None)

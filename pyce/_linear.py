@@ -33,12 +33,10 @@ Threads.  The matmuls run on BLAS's threads.  pyce's kernel runs serially
 here unless n_threads is given: it is ~5% of the work, and OpenMP workers
 that spin-wait after each chunk's region would compete with BLAS's threads.
 """
-import numbers
-
 import numpy as np
 
-from pyce._core import _ce_rows_inplace
-from pyce._validate import REDUCTIONS, as_float_array, check_ce
+from pyce._core import _ce_rows_inplace, check_ce_fast, grad_scale, loss_value
+from pyce._validate import check_linear, rows_problem
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad", "CHUNK_BUDGET_BYTES",
            "CHUNK_BUDGET_FRACTION"]
@@ -195,54 +193,17 @@ class _Head:
                  "ignore_index", "label_smoothing", "z_loss", "n_threads", "denom", "chunk")
 
 
-def _check_2d(a, name, shape_doc):
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-d {shape_doc}, got shape {a.shape}")
-
-
 def _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
            chunk_size, n_threads):
-    hid = as_float_array(hidden, "hidden")
-    _check_2d(hid, "hidden", "(N, H)")
-    w = as_float_array(weight, "weight")
-    _check_2d(w, "weight", "(V, H) as torch.nn.Linear stores it")
+    hid, w, bias, t = check_linear(hidden, weight, target, bias, chunk_size)
     n, h = hid.shape
     v = w.shape[0]
-    if w.shape[1] != h:
-        raise ValueError(f"weight must have shape (V, {h}) to match hidden of shape {hid.shape} "
-                         f"(H = {h}), got shape {w.shape}")
-    if v == 0:
-        raise ValueError(f"weight has 0 rows (shape {w.shape}): there must be at least 1 class")
-    if w.dtype != hid.dtype:
-        raise TypeError(f"weight must have hidden's dtype {hid.dtype}, got dtype {w.dtype}")
-    if bias is not None:
-        bias = as_float_array(bias, "bias")
-        if bias.shape != (v,):
-            raise ValueError(f"bias must have shape ({v},) (one entry per row of weight), "
-                             f"got shape {bias.shape}")
-        if bias.dtype != hid.dtype:
-            raise TypeError(f"bias must have hidden's dtype {hid.dtype}, got dtype {bias.dtype}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
-                         f"got {reduction!r}")
-    t = target if type(target) is np.ndarray else np.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"target must hold integer class indices (one per row of hidden), "
-                        f"got dtype {t.dtype}")
-    if t.shape != (n,):
-        raise ValueError(f"target must have shape ({n},) (one class index per row of hidden), "
-                         f"got shape {t.shape}")
-    if chunk_size is not None:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
-            raise TypeError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
-        if chunk_size <= 0:
-            raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
     # The shared checks (target range, ignore_index, label_smoothing, z_loss,
     # n_threads) and the 'mean' denominator, on a zero-stride stand-in for the
     # (N, V) logits: no (N, V) memory is touched or allocated.
     stand_in = np.broadcast_to(np.zeros((), hid.dtype), (n, v))
-    p = check_ce(stand_in, t, None, ignore_index, reduction, label_smoothing, None, z_loss,
-                 n_threads)
+    p = check_ce_fast(stand_in, t, None, ignore_index, reduction, label_smoothing, None, z_loss,
+                      n_threads)
     hd = _Head()
     hd.hidden, hd.weight, hd.bias, hd.target = hid, w, bias, p.target
     hd.n, hd.h, hd.v = n, h, v
@@ -257,48 +218,48 @@ def _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothin
     return hd
 
 
-def _run(hd, want_grad):
-    dt = hd.hidden.dtype
-    n, v = hd.n, hd.v
-    if hd.reduction == "mean":
-        grad_scale = 1.0 / hd.denom if hd.denom != 0.0 else 0.0
-    else:  # 'sum', and 'none' (gradient of the sum of the per-row losses)
-        grad_scale = 1.0
-    loss_rows = np.empty(n, dt) if hd.reduction == "none" else None
-    logits_buf = np.empty((hd.chunk, v), dt)
+def _chunk_loss_and_grad(hd, mm, r0, r1, logits, loss_rows, scale, want_grad, grads):
+    """One chunk: logits, the fused kernel in place, and the three products."""
+    rows = hd.hidden[r0:r1]
+    mm.logits(rows, logits)
+    if hd.bias is not None:
+        logits += hd.bias
+    p = rows_problem(logits, hd.target[r0:r1], hd.ignore_index, hd.label_smoothing, hd.z_loss,
+                     hd.n_threads)
+    total = _ce_rows_inplace(p, None if loss_rows is None else loss_rows[r0:r1], scale,
+                             want_grad)
     if want_grad:
-        d_hidden = np.empty((n, hd.h), dt)
-        d_weight = np.zeros((v, hd.h), dt)
-        d_bias = np.zeros(v, dt) if hd.bias is not None else None
-    mm = _matmuls(hd.hidden, hd.weight)
-    total = 0.0
-    for r0 in range(0, n, hd.chunk):
-        r1 = min(r0 + hd.chunk, n)
-        rows = hd.hidden[r0:r1]
-        logits = logits_buf[:r1 - r0]
-        mm.logits(rows, logits)
-        if hd.bias is not None:
-            logits += hd.bias
-        total += _ce_rows_inplace(logits, hd.target[r0:r1],
-                                  None if loss_rows is None else loss_rows[r0:r1],
-                                  grad_scale, hd.ignore_index, hd.label_smoothing, hd.z_loss,
-                                  hd.n_threads, want_grad)
-        if not want_grad:
-            continue
+        d_hidden, d_weight, d_bias = grads
         g = logits  # now the gradient with respect to this chunk's logits
         mm.d_hidden(g, d_hidden[r0:r1])
         mm.d_weight(g, rows, d_weight, first=r0 == 0)
         if d_bias is not None:
             d_bias += g.sum(axis=0)  # a (V,) temporary per chunk: negligible
-    if hd.reduction == "none":
-        loss = loss_rows
-    elif hd.reduction == "sum":
-        loss = dt.type(total)
-    else:
-        loss = dt.type(total / hd.denom) if hd.denom != 0.0 else dt.type(np.nan)
+    return total
+
+
+def _run(hd, want_grad):
+    dt = hd.hidden.dtype
+    n, v = hd.n, hd.v
+    # 'none': the gradient of the sum of the per-row losses
+    scale = grad_scale(1.0, hd.denom, "sum" if hd.reduction == "none" else hd.reduction)
+    loss_rows = np.empty(n, dt) if hd.reduction == "none" else None
+    logits_buf = np.empty((hd.chunk, v), dt)
+    grads = None
+    if want_grad:
+        grads = (np.empty((n, hd.h), dt), np.zeros((v, hd.h), dt),
+                 np.zeros(v, dt) if hd.bias is not None else None)
+    mm = _matmuls(hd.hidden, hd.weight)
+    total = 0.0
+    for r0 in range(0, n, hd.chunk):
+        r1 = min(r0 + hd.chunk, n)
+        total += _chunk_loss_and_grad(hd, mm, r0, r1, logits_buf[:r1 - r0], loss_rows, scale,
+                                      want_grad, grads)
+    loss = loss_rows if hd.reduction == "none" else loss_value(total, hd.denom, hd.reduction,
+                                                               dt == np.float64)
     if not want_grad:
         return loss
-    return loss, d_hidden, d_weight, d_bias
+    return (loss,) + grads
 
 
 def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean",

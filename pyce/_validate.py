@@ -50,6 +50,25 @@ def element_strides(a):
     return out
 
 
+def as_3d(a, shape):
+    """View `a` as the 3-d `shape` and return (view, element strides).
+
+    A copy is made only when the axes cannot be merged into that shape
+    without one (a non-contiguous view) or a stride is not a multiple of the
+    itemsize.
+    """
+    v = a.view()
+    try:
+        v.shape = shape
+    except AttributeError:
+        v = np.ascontiguousarray(a).reshape(shape)
+    st = element_strides(v)
+    if st is None:
+        v = np.ascontiguousarray(v)
+        st = element_strides(v)
+    return v, st
+
+
 def as_ncd(a):
     """View `a` (ndim >= 1) as (n, c, d) and return (view3d, (sn, sc, sd)).
 
@@ -59,27 +78,19 @@ def as_ncd(a):
     multiple of the itemsize.
     """
     if a.ndim == 1:
-        v = a.reshape(1, a.shape[0], 1)
-    elif a.ndim == 2:
-        v = a[:, :, None]
-    else:
-        n, c = a.shape[:2]
-        v = a.view()
-        try:
-            v.shape = (n, c, -1)
-        except AttributeError:
-            v = np.ascontiguousarray(a).reshape(n, c, -1)
-    st = element_strides(v)
-    if st is None:
-        v = np.ascontiguousarray(v)
-        st = element_strides(v)
-    return v, st
+        return as_3d(a, (1, a.shape[0], 1))
+    d = 1
+    for k in a.shape[2:]:
+        d *= k
+    return as_3d(a, (a.shape[0], a.shape[1], d))
 
 
 def check_reduction(reduction):
+    """`reduction` must be one of REDUCTIONS (ValueError otherwise)."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
                          f"got {reduction!r}")
+    return reduction
 
 
 def check_positive_int(value, name, *, allow_none=False):
@@ -137,18 +148,16 @@ def check_nonneg_scalar(value, name):
 
 
 def check_weight_vector(weight, c, name="weight"):
+    """(c,) finite float64 class weights; negative weights are accepted, as in PyTorch."""
     try:
         w = np.asarray(weight, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of {c} non-negative floats, got {weight!r}") from None
+        raise TypeError(f"{name} must be an array of {c} finite floats, got {weight!r}") from None
     if w.shape != (c,):
         raise ValueError(f"{name} must have shape ({c},) (one weight per class), got shape {w.shape}")
     if not np.all(np.isfinite(w)):
         raise ValueError(f"{name} must be finite, got {w[~np.isfinite(w)][:3]} at "
                          f"positions {np.flatnonzero(~np.isfinite(w))[:3].tolist()}")
-    if np.any(w < 0):
-        raise ValueError(f"{name} must be non-negative, got {w[w < 0][:3]} at "
-                         f"positions {np.flatnonzero(w < 0)[:3].tolist()}")
     return np.ascontiguousarray(w)
 
 
@@ -172,93 +181,136 @@ class Problem:
     """A validated cross-entropy call (see the module docstring)."""
 
     __slots__ = ("x", "x3", "xs", "n", "c", "d", "rows", "loss_shape", "target", "target_prob",
-                 "t3", "ts", "class_weight", "class_weight_sum", "sample_weight",
-                 "ignore_index", "label_smoothing", "z_loss", "reduction", "n_threads", "denom",
-                 "f64")
+                 "t3", "ts", "class_weight", "class_weight_sum", "class_weight_abs_sum",
+                 "sample_weight", "ignore_index", "label_smoothing", "z_loss", "reduction",
+                 "n_threads", "denom", "f64")
 
 
 def check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
-             sample_weight=None, z_loss=0.0, n_threads=None):
-    """Validate a cross-entropy call; returns a Problem with the 'mean' denominator."""
-    x = as_float_array(input, "input")
-    if x.ndim == 0:
-        raise ValueError("input must have at least 1 dimension (C,) or (N, C, ...), got a 0-d array")
-    check_reduction(reduction)
-    p = Problem()
-    p.x = x
-    p.f64 = x.dtype == FLOAT_DTYPES[1]
-    p.reduction = reduction
+             sample_weight=None, z_loss=0.0, n_threads=None, *, scan_targets):
+    """Validate a cross-entropy call; returns a Problem with the 'mean' denominator.
+
+    `scan_targets(target, rows, c, ignore_index, class_weight, sample_weight)`
+    -> (first bad position or -1, denominator) checks class-index targets:
+    the fast functions pass the compiled scan (pyce._ce.scan_targets),
+    pyce.reference its own NumPy one, so neither checks the other.
+    """
+    p = _check_input(input)
+    p.reduction = check_reduction(reduction)
     p.n_threads = check_n_threads(n_threads)
     p.label_smoothing = 0.0 if label_smoothing == 0.0 else check_probability(label_smoothing, "label_smoothing")
     p.z_loss = 0.0 if z_loss == 0.0 else check_nonneg_scalar(z_loss, "z_loss")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}")
     p.ignore_index = int(ignore_index)
-
-    x3, xs = as_ncd(x)
-    p.x3, p.xs = x3, xs
-    n, c, d = x3.shape
-    if c == 0:
-        raise ValueError(f"input has 0 classes (shape {x.shape}); the class axis is "
-                         f"{0 if x.ndim == 1 else 1}")
-    p.n, p.c, p.d = n, c, d
-    p.rows = n * d
-    p.loss_shape = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
-
     t = target if type(target) is np.ndarray else _as_target_array(target)
-    kind = t.dtype.kind
-    if kind in "iu":
-        if t.shape != p.loss_shape:
-            if x.ndim == 1:
-                raise ValueError(f"target must be a 0-d class index for unbatched input of shape "
-                                 f"{x.shape}, got shape {t.shape}")
-            raise ValueError(f"target must have shape {p.loss_shape} for input of shape {x.shape} "
-                             f"(one class index per sample), got shape {t.shape}")
-        ti = t if (t.dtype == np.int64 and t.flags.c_contiguous) else np.ascontiguousarray(t, dtype=np.int64)
-        p.target = ti.reshape(-1)
-        p.target_prob = None
-        p.t3 = None
-        p.ts = (0, 0, 0)
-    elif kind == "f":
-        if t.shape != x.shape:
-            raise ValueError(f"a float target holds class probabilities and must have the input's "
-                             f"shape {x.shape}, got shape {t.shape} (pass integer class indices "
-                             f"of shape {p.loss_shape} for hard labels)")
-        tp = t if t.dtype == x.dtype else t.astype(x.dtype)
-        if not tp.flags.aligned or not tp.dtype.isnative:
-            tp = np.ascontiguousarray(tp, dtype=x.dtype)
-        t3, ts = as_ncd(tp)
-        p.target = None
-        p.target_prob = tp
-        p.t3, p.ts = t3, ts
+    if t.dtype.kind in "iu":
+        _check_class_targets(p, t)
+    elif t.dtype.kind == "f":
+        _check_prob_targets(p, t)
     else:
         raise TypeError(f"target must hold integer class indices or float class probabilities, "
                         f"got dtype {t.dtype}")
+    _check_weights(p, weight, sample_weight)
+    if p.target is None:
+        p.denom = float(p.rows) if p.sample_weight is None else float(p.sample_weight.sum())
+        return p
+    bad, p.denom = scan_targets(p.target, p.rows, p.c, p.ignore_index, p.class_weight,
+                                p.sample_weight)
+    if bad >= 0:
+        _raise_bad_target(p, t, bad)
+    return p
 
+
+def _check_input(input):
+    """A Problem holding the logits and their (n, c, d) geometry."""
+    x = as_float_array(input, "input")
+    if x.ndim == 0:
+        raise ValueError("input must have at least 1 dimension (C,) or (N, C, ...), got a 0-d array")
+    p = Problem()
+    p.x = x
+    p.f64 = x.dtype == FLOAT_DTYPES[1]
+    p.x3, p.xs = as_ncd(x)
+    p.n, p.c, p.d = p.x3.shape
+    if p.c == 0:
+        raise ValueError(f"input has 0 classes (shape {x.shape}); the class axis is "
+                         f"{0 if x.ndim == 1 else 1}")
+    p.rows = p.n * p.d
+    p.loss_shape = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+    return p
+
+
+def _check_class_targets(p, t):
+    x = p.x
+    if t.shape != p.loss_shape:
+        if t.shape == x.shape:
+            raise ValueError(f"an integer target of the input's shape {x.shape} looks like one-hot "
+                             f"labels; pass class indices of shape {p.loss_shape} (e.g. "
+                             f"target.argmax(axis={0 if x.ndim == 1 else 1})) or float class "
+                             f"probabilities (e.g. target.astype(input.dtype))")
+        if x.ndim == 1:
+            raise ValueError(f"target must be a 0-d class index for unbatched input of shape "
+                             f"{x.shape}, got shape {t.shape}")
+        raise ValueError(f"target must have shape {p.loss_shape} for input of shape {x.shape} "
+                         f"(one class index per sample), got shape {t.shape}")
+    ti = t if (t.dtype == np.int64 and t.flags.c_contiguous) else np.ascontiguousarray(t, dtype=np.int64)
+    p.target = ti.reshape(-1)
+    p.target_prob = p.t3 = None
+    p.ts = (0, 0, 0)
+
+
+def _check_prob_targets(p, t):
+    x = p.x
+    if t.shape != x.shape:
+        raise ValueError(f"a float target holds class probabilities and must have the input's "
+                         f"shape {x.shape}, got shape {t.shape} (pass integer class indices "
+                         f"of shape {p.loss_shape} for hard labels)")
+    if p.ignore_index >= 0:
+        raise ValueError(f"ignore_index={p.ignore_index} is not supported with probability "
+                         f"(float) targets, which have no class index to ignore; leave it at "
+                         f"its default (-100), as PyTorch requires")
+    tp = t if t.dtype == x.dtype else t.astype(x.dtype)
+    if not tp.flags.aligned or not tp.dtype.isnative:
+        tp = np.ascontiguousarray(tp, dtype=x.dtype)
+    p.target = None
+    p.target_prob = tp
+    p.t3, p.ts = as_ncd(tp)
+
+
+def _check_weights(p, weight, sample_weight):
     if weight is None:
         p.class_weight = None
-        p.class_weight_sum = float(c)
+        p.class_weight_sum = p.class_weight_abs_sum = float(p.c)
     else:
-        p.class_weight = check_weight_vector(weight, c)
+        p.class_weight = check_weight_vector(weight, p.c)
         p.class_weight_sum = float(p.class_weight.sum())
-    if sample_weight is None:
-        p.sample_weight = None
-    else:
-        p.sample_weight = check_row_array(sample_weight, p.loss_shape, "sample_weight", nonneg=True)
+        p.class_weight_abs_sum = float(np.abs(p.class_weight).sum())
+    p.sample_weight = (None if sample_weight is None else
+                       check_row_array(sample_weight, p.loss_shape, "sample_weight", nonneg=True))
 
-    if p.target is not None:
-        from pyce import _ce
-        bad, denom = _ce.scan_targets(p.target, p.rows, c, p.ignore_index,
-                                      p.class_weight, p.sample_weight)
-        if bad >= 0:
-            pos = np.unravel_index(bad, p.loss_shape) if p.loss_shape else ()
-            value = t[pos] if p.loss_shape else t[()]
-            where = f"target[{', '.join(map(str, pos))}]" if p.loss_shape else "target"
-            raise IndexError(f"{where} = {value} is out of range for {c} classes "
-                             f"(valid: 0..{c - 1}, or ignore_index={p.ignore_index})")
-        p.denom = denom
-    else:
-        p.denom = float(p.rows) if p.sample_weight is None else float(p.sample_weight.sum())
+
+def _raise_bad_target(p, t, bad):
+    pos = np.unravel_index(bad, p.loss_shape) if p.loss_shape else ()
+    value = t[pos] if p.loss_shape else t[()]
+    where = f"target[{', '.join(map(str, pos))}]" if p.loss_shape else "target"
+    raise IndexError(f"{where} = {value} is out of range for {p.c} classes "
+                     f"(valid: 0..{p.c - 1}, or ignore_index={p.ignore_index})")
+
+
+def rows_problem(logits, target, ignore_index, label_smoothing, z_loss, n_threads):
+    """A Problem for a C-contiguous (m, C) logits block whose arguments were
+    checked already (pyce._linear's chunks): no validation here."""
+    p = Problem()
+    p.x = p.x3 = logits
+    m, c = logits.shape
+    p.n, p.c, p.d, p.rows = m, c, 1, m
+    p.xs = (c, 1, 0)
+    p.f64 = logits.dtype == FLOAT_DTYPES[1]
+    p.target, p.target_prob, p.t3, p.ts = target, None, None, (0, 0, 0)
+    p.class_weight, p.sample_weight = None, None
+    p.class_weight_sum = p.class_weight_abs_sum = float(c)
+    p.ignore_index, p.label_smoothing, p.z_loss = ignore_index, label_smoothing, z_loss
+    p.n_threads = n_threads
     return p
 
 
@@ -288,3 +340,47 @@ def check_out(out, x, name="out"):
         raise ValueError(f"{name} overlaps input without being the same array; pass "
                          f"overwrite_input=True to write the gradient over input")
     return out
+
+
+def check_linear(hidden, weight, target, bias, chunk_size):
+    """The arguments of a linear_cross_entropy call that are its own (the
+    cross-entropy options are check_ce's): (hidden, weight, bias, target) as
+    arrays.  hidden (N, H) float32/float64, weight (V, H) and bias (V,) of
+    hidden's dtype, target (N,) integers, chunk_size None or a positive int."""
+    hid = as_float_array(hidden, "hidden")
+    _check_2d(hid, "hidden", "(N, H)")
+    w = as_float_array(weight, "weight")
+    _check_2d(w, "weight", "(V, H) as torch.nn.Linear stores it")
+    n, h = hid.shape
+    v = w.shape[0]
+    if w.shape[1] != h:
+        raise ValueError(f"weight must have shape (V, {h}) to match hidden of shape {hid.shape} "
+                         f"(H = {h}), got shape {w.shape}")
+    if v == 0:
+        raise ValueError(f"weight has 0 rows (shape {w.shape}): there must be at least 1 class")
+    _check_same_dtype(w, hid, "weight")
+    if bias is not None:
+        bias = as_float_array(bias, "bias")
+        if bias.shape != (v,):
+            raise ValueError(f"bias must have shape ({v},) (one entry per row of weight), "
+                             f"got shape {bias.shape}")
+        _check_same_dtype(bias, hid, "bias")
+    t = target if type(target) is np.ndarray else _as_target_array(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class indices (one per row of hidden), "
+                        f"got dtype {t.dtype}")
+    if t.shape != (n,):
+        raise ValueError(f"target must have shape ({n},) (one class index per row of hidden), "
+                         f"got shape {t.shape}")
+    check_positive_int(chunk_size, "chunk_size", allow_none=True)
+    return hid, w, bias, t
+
+
+def _check_2d(a, name, shape_doc):
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-d {shape_doc}, got shape {a.shape}")
+
+
+def _check_same_dtype(a, hidden, name):
+    if a.dtype != hidden.dtype:
+        raise TypeError(f"{name} must have hidden's dtype {hidden.dtype}, got dtype {a.dtype}")

@@ -1,8 +1,11 @@
 """pyce's functions in plain NumPy: the readable twin of every fast function.
 
-Same names, signatures and semantics as the top-level pyce functions (and the
-same argument checks, from pyce._validate, so bad input raises the same
-errors).  Tests prove the fast path against these; benchmarks time the fast
+Same names, signatures and semantics as the top-level pyce functions, and
+plain NumPy end to end: this module imports nothing compiled (no pyce._ce, no
+BLAS through ctypes).  The argument checks that are plain Python live in
+pyce._validate and are shared, so bad input raises the same errors; the
+target scan (range check and 'mean' denominator) and the reduction are this
+module's own NumPy code, independent of the compiled ones they check.  Tests prove the fast path against these; benchmarks time the fast
 path against these.  They compute in the input's dtype, the way careful NumPy
 code would (stable log-softmax, no one-hot matrix), so float64 input gives a
 float64 oracle.
@@ -16,7 +19,7 @@ gradient of the true loss.
 """
 import numpy as np
 
-from pyce._validate import (as_float_array, check_ce, check_n_threads, check_out,
+from pyce._validate import (as_float_array, check_ce, check_linear, check_n_threads, check_out,
                             check_row_array)
 
 __all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_and_grad",
@@ -24,32 +27,61 @@ __all__ = ["cross_entropy", "cross_entropy_backward", "cross_entropy_and_grad",
            "naive_cross_entropy", "naive_cross_entropy_and_grad"]
 
 
-def log_softmax(x, axis=-1, *, out=None, n_threads=None):
-    """(x - max) - log(sum(exp(x - max))) along axis."""
+def _softmax_parts(x, axis, n_threads):
+    """(x as a float array, x seen with at least 1 dimension, the axis, shifted = x - max)."""
     x = as_float_array(x, "x")
     check_n_threads(n_threads)
+    x1 = x.reshape(1) if x.ndim == 0 else x  # a 0-d x is one class, as in PyTorch
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    if not -x1.ndim <= axis < x1.ndim:
+        raise ValueError(f"axis {axis} is out of bounds for x with {x.ndim} dimensions")
     # initial=-inf: an empty class axis gives an empty result, as the fast path does
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
-    shifted = x - m
-    res = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    with np.errstate(invalid="ignore"):  # inf - inf = NaN, by design
+        return x, x1, axis, x1 - np.max(x1, axis=axis, keepdims=True, initial=-np.inf)
+
+
+def _softmax_out(x, res, out):
+    res = res.reshape(x.shape)
     if out is not None:
         check_out(out, x)
         out[...] = res
         return out
     return res
+
+
+def log_softmax(x, axis=-1, *, out=None, n_threads=None):
+    """(x - max) - log(sum(exp(x - max))) along axis (see pyce.log_softmax)."""
+    x, x1, axis, shifted = _softmax_parts(x, axis, n_threads)
+    res = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return _softmax_out(x, res, out)
 
 
 def softmax(x, axis=-1, *, out=None, n_threads=None):
-    """exp(x - max) / sum(exp(x - max)) along axis."""
-    x = as_float_array(x, "x")
-    check_n_threads(n_threads)
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
-    res = e / np.sum(e, axis=axis, keepdims=True)
-    if out is not None:
-        check_out(out, x)
-        out[...] = res
-        return out
-    return res
+    """exp(x - max) / sum(exp(x - max)) along axis (see pyce.softmax)."""
+    x, x1, axis, shifted = _softmax_parts(x, axis, n_threads)
+    e = np.exp(shifted)
+    return _softmax_out(x, e / np.sum(e, axis=axis, keepdims=True), out)
+
+
+def scan_targets(target, rows, c, ignore_index, class_weight, sample_weight):
+    """(first position of a target neither in [0, c) nor ignore_index, or -1;
+    the 'mean' denominator sum_i sample_weight_i * class_weight[target_i] over
+    kept rows), in NumPy: the reference's own check of class-index targets."""
+    keep = target != ignore_index
+    bad = np.flatnonzero(keep & ((target < 0) | (target >= c)))
+    if bad.size:
+        return int(bad[0]), 0.0
+    w = np.ones(rows) if class_weight is None else class_weight[np.where(keep, target, 0)]
+    if sample_weight is not None:
+        w = w * sample_weight
+    return -1, float(np.sum(np.where(keep, w, 0.0)))
+
+
+def _check(input, target, weight, ignore_index, reduction, label_smoothing, sample_weight,
+           z_loss, n_threads):
+    return check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
+                    sample_weight, z_loss, n_threads, scan_targets=scan_targets)
 
 
 def _rows(p):
@@ -86,7 +118,7 @@ def _loss_and_grad(p, grad_scale=None):
         loss = np.where(tw != 0, tw * nll, 0)
         if eps > 0:
             # sum over classes of w_c * (-log p_c)
-            smooth = -np.sum(np.where(w > 0, w * logp, 0), axis=1)
+            smooth = -np.sum(np.where(w != 0, w * logp, 0), axis=1)
             loss = loss + np.where(keep, (eps / p.c) * smooth, 0)
         coef = np.zeros((p.rows, p.c), dt)
         coef[r, y] = (1 - eps) * w_y
@@ -115,35 +147,44 @@ def _loss_and_grad(p, grad_scale=None):
         pcoef = pcoef + (keep * 2 * p.z_loss * lse)[:, None]
     # sample weight times upstream gradient first: with 'mean' they often cancel
     # (v / sum v), and multiplying either into the small terms first can underflow
-    grad = (v[:, None] * grad_scale) * (prob * pcoef - coef)
+    g = v[:, None] * grad_scale
+    with np.errstate(invalid="ignore", over="ignore"):
+        grad = g * (prob * pcoef - coef)
+        # under an infinite scale (a zero 'mean' denominator), a class with
+        # probability 0 and no target term keeps gradient 0 (no 0 * inf), unless
+        # the row's factor g * pcoef is itself NaN (a row of weight 0)
+        zero = (prob == 0) & (coef == 0) & np.isinf(g) & ~np.isnan(g * pcoef)
+    grad[zero] = 0
     grad[~keep] = 0
     return loss, grad
 
 
 def _reduce(p, loss_rows):
+    """'mean': the float64 sum / denominator by IEEE arithmetic (0/0 = NaN, x/0 =
+    +-inf); a float32 result beyond float32's range is +-inf, quietly."""
     dt = p.x.dtype.type
     if p.reduction == "none":
         return loss_rows.astype(p.x.dtype).reshape(p.loss_shape)
     total = np.sum(loss_rows, dtype=np.float64)
-    if p.reduction == "sum":
-        return dt(total)
-    return dt(total / p.denom) if p.denom != 0 else dt(np.nan)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return dt(total if p.reduction == "sum" else total / np.float64(p.denom))
 
 
 def _grad_scale(p, grad_output):
-    """Upstream gradient per row, as (rows, 1)."""
+    """Upstream gradient per row, as (rows, 1) ('mean': / denominator, by IEEE)."""
     if p.reduction == "none":
         g = np.broadcast_to(np.asarray(grad_output, np.float64), p.loss_shape) \
             if np.ndim(grad_output) == 0 else \
             check_row_array(grad_output, p.loss_shape, "grad_output", nonneg=False)
         return np.asarray(g, np.float64).reshape(-1, 1)
     try:
-        g = float(grad_output)
+        g = np.float64(float(grad_output))
     except (TypeError, ValueError):
         raise ValueError(f"grad_output must be a scalar for reduction={p.reduction!r}, "
-                         f"got {np.shape(grad_output)!r}") from None
+                         f"got {grad_output!r}") from None
     if p.reduction == "mean":
-        g = g / p.denom if p.denom != 0 else 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = g / np.float64(p.denom)
     return np.full((p.rows, 1), g)
 
 
@@ -159,8 +200,8 @@ def _to_input_layout(p, grad_rows):
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0, *, sample_weight=None, z_loss=0.0, n_threads=None):
     """Reference softmax cross-entropy (see pyce.cross_entropy)."""
-    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
-                 sample_weight, z_loss, n_threads)
+    p = _check(input, target, weight, ignore_index, reduction, label_smoothing, sample_weight,
+               z_loss, n_threads)
     loss_rows, _ = _loss_and_grad(p)
     return _reduce(p, loss_rows)
 
@@ -169,8 +210,8 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
                            reduction="mean", label_smoothing=0.0, *, sample_weight=None,
                            z_loss=0.0, out=None, n_threads=None):
     """Reference gradient of cross_entropy (see pyce.cross_entropy_backward)."""
-    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
-                 sample_weight, z_loss, n_threads)
+    p = _check(input, target, weight, ignore_index, reduction, label_smoothing, sample_weight,
+               z_loss, n_threads)
     _, grad_rows = _loss_and_grad(p, _grad_scale(p, grad_output))
     grad = _to_input_layout(p, grad_rows.astype(p.x.dtype))
     if out is not None:
@@ -184,8 +225,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
                            label_smoothing=0.0, *, sample_weight=None, z_loss=0.0, out=None,
                            overwrite_input=False, n_threads=None):
     """Reference (loss, grad) (see pyce.cross_entropy_and_grad)."""
-    p = check_ce(input, target, weight, ignore_index, reduction, label_smoothing,
-                 sample_weight, z_loss, n_threads)
+    p = _check(input, target, weight, ignore_index, reduction, label_smoothing, sample_weight,
+               z_loss, n_threads)
     loss_rows, grad_rows = _loss_and_grad(p, _grad_scale(p, 1.0))
     grad = _to_input_layout(p, grad_rows.astype(p.x.dtype))
     if overwrite_input:
@@ -239,19 +280,16 @@ def linear_cross_entropy_and_grad(hidden, weight, target, bias=None, ignore_inde
     d_hidden = G @ weight, d_weight = G.T @ hidden, d_bias = G.sum(0) (None without bias).
     chunk_size is accepted for the same signature and ignored.
     """
-    from pyce._linear import _check
-    hd = _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
-                chunk_size, n_threads)
-    logits = hd.hidden @ hd.weight.T
-    if hd.bias is not None:
-        logits = logits + hd.bias
-    loss, g = cross_entropy_and_grad(logits, hd.target, ignore_index=ignore_index,
-                                     reduction=reduction, label_smoothing=label_smoothing,
-                                     z_loss=z_loss)
+    hid, w, bias, t = check_linear(hidden, weight, target, bias, chunk_size)
+    logits = hid @ w.T
+    if bias is not None:
+        logits = logits + bias
+    loss, g = cross_entropy_and_grad(logits, t, ignore_index=ignore_index, reduction=reduction,
+                                     label_smoothing=label_smoothing, z_loss=z_loss,
+                                     n_threads=n_threads)
     if reduction == "none":
         loss = np.asarray(loss).reshape(-1)
-    return (loss, g @ hd.weight, g.T @ hd.hidden,
-            g.sum(axis=0) if hd.bias is not None else None)
+    return loss, g @ w, g.T @ hid, g.sum(axis=0) if bias is not None else None
 
 
 def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean",

@@ -295,7 +295,7 @@ def ce_scales(name, args, kwargs):
     """Per-output scales of the error bound (see the module docstring), in float64."""
     b = _bind(name, args, kwargs)
     p = check_ce(b["input"], b["target"], b["weight"], b["ignore_index"], b["reduction"],
-                 b["label_smoothing"], b["sample_weight"], b["z_loss"])
+                 b["label_smoothing"], b["sample_weight"], b["z_loss"], scan_targets=ref.scan_targets)
     c, eps, z = p.c, p.label_smoothing, p.z_loss
     with np.errstate(all="ignore"):
         x = np.moveaxis(p.x3, 1, 2).reshape(-1, c).astype(np.float64)

@@ -128,12 +128,19 @@ def test_custom_ignore_index():
         pyce.cross_entropy(x, t)
 
 
-def test_ignore_index_does_not_apply_to_probability_targets():
+@pytest.mark.parametrize("impl", [pyce, ref], ids=["fast", "reference"])
+def test_ignore_index_with_probability_targets_follows_torch(impl):
+    # torch 2.13: a negative ignore_index is accepted (and means nothing for
+    # probabilities); ignore_index >= 0 raises "ignore_index is not supported for
+    # floating point target".  pyce raises ValueError, naming the argument.
     x = np.random.default_rng(2).standard_normal((4, 3))
     p = np.full((4, 3), 1 / 3)
-    a = pyce.cross_entropy(x, p, ignore_index=0)
-    b = pyce.cross_entropy(x, p)
-    assert a == b
+    assert impl.cross_entropy(x, p, ignore_index=-1) == impl.cross_entropy(x, p)
+    for bad in (0, 2, 5):
+        with pytest.raises(ValueError, match=f"ignore_index={bad} is not supported with probability"):
+            impl.cross_entropy(x, p, ignore_index=bad)
+        with pytest.raises(ValueError, match="ignore_index"):
+            impl.cross_entropy_and_grad(x, p.astype(np.float32), ignore_index=bad)
 
 
 def test_probability_targets_mean_divides_by_n_even_with_weights():

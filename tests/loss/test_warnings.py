@@ -47,6 +47,7 @@ def test_kernels_compile_without_warnings(tmp_path, openmp, source):
 def test_cython_module_has_no_warnings_in_our_code(tmp_path):
     pytest.importorskip("Cython")
     shutil.copy(os.path.join(CEXT, "_ce.pyx"), tmp_path / "_ce.pyx")
+    shutil.copy(os.path.join(CEXT, "pyce_loss_kernels.pxd"), tmp_path / "pyce_loss_kernels.pxd")
     directives = {"language_level": 3, "boundscheck": False, "wraparound": False,
                   "cdivision": True, "initializedcheck": False, "embedsignature": True}
     from Cython.Compiler.Main import compile as cy_compile, CompilationOptions, default_options
@@ -55,7 +56,7 @@ def test_cython_module_has_no_warnings_in_our_code(tmp_path):
     res = cy_compile(str(tmp_path / "_ce.pyx"), opts)
     assert res.num_errors == 0
     build_macros = [f'-DPYCE_BUILD_{k}="x"' for k in
-                    ("OPENMP", "COMPILE_ARGS", "LINK_ARGS", "CYTHON", "NUMPY_BUILD", "PLATFORM")]
+                    ("COMPILE_ARGS", "LINK_ARGS", "CYTHON", "NUMPY_BUILD", "PLATFORM")]
     r = _gcc(WARN_FLAGS + ["-fPIC", "-DNPY_NO_DEPRECATED_API=NPY_2_0_API_VERSION",
                            f"-I{np.get_include()}", f"-I{sysconfig.get_paths()['include']}",
                            f"-I{CEXT}", *build_macros, "-c", "_ce.c", "-o", "ce.o"], tmp_path)
