@@ -522,3 +522,54 @@ def test_float32_sum_near_the_limit_stays_finite():
         warnings.simplefilter("error")
         loss = pyce.cross_entropy(x, y, reduction="sum")
     np.testing.assert_allclose(float(loss), 4 * float(np.float32(6e37)), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- 0-d softmax (torch's rule)
+
+@pytest.mark.parametrize("impl", [pyce, ref], ids=["fast", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_of_0d_input_is_one_class(impl, dtype):
+    # torch 2.13: softmax(tensor(3.)) = 1., log_softmax = 0., NaN/inf give NaN; axis in [-1, 0]
+    for fn, want in ((impl.softmax, 1.0), (impl.log_softmax, 0.0)):
+        r = fn(np.array(3.5, dtype))
+        assert r.shape == () and r.dtype == dtype and r == want
+        assert fn(dtype(-1e30), axis=0) == want
+        with np.errstate(invalid="ignore"):
+            assert np.isnan(fn(np.array(np.nan, dtype))) and np.isnan(fn(np.array(np.inf, dtype)))
+        out = np.empty((), dtype)
+        assert fn(np.array(2.0, dtype), out=out) is out and out == want
+        with pytest.raises(ValueError, match="axis 1 is out of bounds"):
+            fn(np.array(1.0, dtype), axis=1)
+
+
+def test_softmax_of_0d_input_matches_torch():
+    torch = pytest.importorskip("torch")
+    for v in (3.0, -2.0, np.inf, np.nan):
+        for fn in ("softmax", "log_softmax"):
+            want = getattr(torch, fn)(torch.tensor(v, dtype=torch.float64), 0).item()
+            with np.errstate(invalid="ignore"):
+                got = float(getattr(pyce, fn)(np.float64(v)))
+            assert got == want or (np.isnan(got) and np.isnan(want)), (fn, v, got, want)
+
+
+# ---------------------------------------------------------------- which targets are accepted
+
+@pytest.mark.parametrize("impl", [pyce, ref], ids=["fast", "reference"])
+@pytest.mark.parametrize("tdtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64])
+def test_every_integer_target_dtype_is_accepted(impl, tdtype):
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    t = np.array([0, 3, 1, 2, 2])
+    assert impl.cross_entropy(x, t.astype(tdtype)) == pytest.approx(impl.cross_entropy(x, t), rel=1e-15)
+
+
+@pytest.mark.parametrize("impl", [pyce, ref], ids=["fast", "reference"])
+@pytest.mark.parametrize("shape", [(5, 4), (4,), (2, 4, 3)])
+def test_one_hot_integer_target_is_rejected_with_a_hint(impl, shape):
+    x = np.zeros(shape)
+    onehot = np.zeros(shape, np.int64)
+    with pytest.raises(ValueError, match=r"looks like one-hot labels.*argmax.*float class probabilities"):
+        impl.cross_entropy(x, onehot)
+    # the hint's two ways both work
+    axis = 0 if len(shape) == 1 else 1
+    impl.cross_entropy(x, onehot.argmax(axis=axis))
+    impl.cross_entropy(x, np.full(shape, 1.0 / shape[axis]))

@@ -7,6 +7,7 @@ torch autograd (when installed).  The blocked d_weight accumulation runs with
 one and with several blocks per chunk.
 """
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -285,3 +286,30 @@ def test_reference_twin_agrees(dtype, reduction):
                                np.asarray(fast[0]), rtol=3e-5 if dtype == np.float32 else 1e-11)
     with pytest.raises(ValueError, match="weight must have shape"):
         ref.linear_cross_entropy(hidden, weight[:, :-1], target)
+
+
+# ---------------------------------------------------------------- the reduction rule is shared
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_float32_total_beyond_float32_is_inf_without_warning(reduction):
+    # issue 11's example: cross_entropy gave inf quietly, linear_cross_entropy warned
+    # "overflow encountered in cast" (an error under -W error); both now reduce
+    # through the one rule in pyce._ce
+    h = np.full((4, 2), 1e19, np.float32)
+    w = np.array([[1e19, 1e19], [-1e19, -1e19]], np.float32)
+    t = np.array([1, 1, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = pyce.cross_entropy(h @ w.T, t, reduction=reduction)
+        b = pyce.linear_cross_entropy(h, w, t, reduction=reduction)
+        c = pyce.linear_cross_entropy_and_grad(h, w, t, reduction=reduction)[0]
+    assert a.dtype == b.dtype == c.dtype == np.float32
+    assert a == b == c == np.inf
+
+
+def test_linear_mean_of_no_rows_is_nan_with_zero_gradients():
+    rng = np.random.default_rng(5)
+    h, w = rng.standard_normal((6, 3)), rng.standard_normal((4, 3))
+    t = np.full(6, -100)
+    loss, dh, dw, db = pyce.linear_cross_entropy_and_grad(h, w, t, np.zeros(4))
+    assert np.isnan(loss) and not dh.any() and not dw.any() and not db.any()

@@ -257,7 +257,6 @@ def test_k_dim_overwrite_input_and_out():
     (dict(weight=np.ones(3)), ValueError, r"weight.*\(4,\)"),
     (dict(weight=np.ones((4, 1))), ValueError, "weight"),
     (dict(weight=np.array([1.0, np.nan, 1, 1])), ValueError, "weight.*finite"),
-    (dict(weight=np.array([1.0, -1.0, 1, 1])), ValueError, "weight.*non-negative"),
     (dict(sample_weight=np.ones(4)), ValueError, r"sample_weight.*\(5,\)"),
     (dict(sample_weight=-np.ones(5)), ValueError, "sample_weight.*non-negative"),
     (dict(ignore_index=1.0), TypeError, "ignore_index"),
@@ -372,3 +371,101 @@ def test_mean_gradient_with_tiny_sample_weight_does_not_underflow(impl):
     t = np.array([[7.0e-232, 0.0]])
     grad = impl.cross_entropy_backward(x, t, sample_weight=np.array([2.2250738585072014e-308]))
     np.testing.assert_allclose(grad, [[-3.5e-232, 3.5e-232]], rtol=1e-14)
+
+
+# ---------------------------------------------------------------- weights summing to <= 0 (torch's rule)
+
+def _hand_weighted(x, t, w):
+    """Per-row w_y * (logsumexp(x_i) - x_i[y]) and the weighted 'sum' gradient, in float64 math."""
+    rows, grad = [], np.zeros_like(x, dtype=np.float64)
+    for i, (row, y) in enumerate(zip(x.tolist(), t.tolist())):
+        m = max(row)
+        lse = m + math.log(sum(math.exp(v - m) for v in row))
+        rows.append(w[y] * (lse - row[y]))
+        grad[i] = [w[y] * (math.exp(v - lse) - (k == y)) for k, v in enumerate(row)]
+    return rows, grad
+
+
+NEG_X = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [0.0, 0.0, 1.0]])
+NEG_T = np.array([0, 2, 1])
+
+
+@pytest.mark.parametrize("impl", [pyce, ref], ids=["fast", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("w", [[-1.0, 1.0, -2.0], [2.0, -0.5, 1.0], [-1.0, -1.0, -1.0]])
+def test_negative_class_weights_hand_computed(impl, dtype, w):
+    x = NEG_X.astype(dtype)
+    rows, gsum = _hand_weighted(NEG_X, NEG_T, w)
+    denom = sum(w[y] for y in NEG_T)
+    rt = 2e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(impl.cross_entropy(x, NEG_T, weight=w, reduction="none"), rows, rtol=rt)
+    assert impl.cross_entropy(x, NEG_T, weight=w, reduction="sum") == pytest.approx(sum(rows), rel=rt)
+    loss, grad = impl.cross_entropy_and_grad(x, NEG_T, weight=w)
+    assert loss == pytest.approx(sum(rows) / denom, rel=rt)   # a negative denominator flips the sign
+    np.testing.assert_allclose(grad, gsum / denom, rtol=rt, atol=1e-7 if dtype == np.float32 else 1e-15)
+
+
+@pytest.mark.parametrize("impl", [pyce, ref], ids=["fast", "reference"])
+def test_mean_with_zero_weight_sum_is_ieee_division(impl):
+    # denominator w[0] + w[2] + w[1] = 2 - 3 + 1 = 0 with a non-zero total: +-inf
+    w = [2.0, 1.0, -3.0]
+    rows, gsum = _hand_weighted(NEG_X, NEG_T, w)
+    with np.errstate(all="ignore"):
+        want = np.float64(sum(rows)) / np.float64(0.0)
+    assert np.isinf(want)
+    loss, grad = impl.cross_entropy_and_grad(NEG_X, NEG_T, weight=w)
+    assert loss == want
+    # the gradient is the 'sum' gradient times 1/0 = inf: +-inf by sign (no entry is 0 here)
+    assert np.array_equal(grad, np.sign(gsum) * np.inf)
+    # 0/0 = NaN: every row of weight 0 (as PyTorch: NaN loss and NaN gradient)
+    loss0, grad0 = impl.cross_entropy_and_grad(NEG_X, NEG_T, weight=[0.0, 0.0, 0.0])
+    assert np.isnan(loss0) and np.isnan(grad0).all()
+    # every row ignored: 0/0 = NaN loss, all-zero gradient (ignored rows are masked)
+    loss_i, grad_i = impl.cross_entropy_and_grad(NEG_X, np.full(3, -100))
+    assert np.isnan(loss_i) and not grad_i.any()
+
+
+@pytest.mark.parametrize("c,opts", [(3, {}), (3, {"label_smoothing": 0.2}), (20, {}),
+                                    (20, {"label_smoothing": 0.1, "z_loss": 0.01})],
+                         ids=["lanes_plain", "lanes", "row", "row+options"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_and_negative_denominators_kernels_agree_with_reference(c, opts, dtype):
+    # every kernel path's overflow-safe scaling against the reference, -inf logits included
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((40, c)).astype(dtype)
+    x[::7, 1] = -np.inf
+    t = rng.integers(0, c, 40)
+    t[::5] = -100
+    # integer weights: their sums are exact in every order, so "exactly 0" holds in the
+    # kernels (sequential sums) and in the reference (NumPy's pairwise sums) alike
+    for w in (np.where(np.arange(c) % 2, 1.0, -1.0), np.zeros(c), -rng.integers(0, 4, c) * 1.0):
+        kept = t[t != -100]
+        w = w.copy()
+        if w.any():
+            w[kept[0]] -= w[kept].sum()   # the kept rows' weights sum to exactly 0 ...
+        for ww in (w, w - 0.25):          # ... and to < 0
+            with np.errstate(all="ignore"):
+                want = ref.cross_entropy_and_grad(x.astype(np.float64), t, weight=ww, **opts)
+            got = pyce.cross_entropy_and_grad(x, t, weight=ww, **opts)
+            rt = 1e-4 if dtype == np.float32 else 1e-10
+            np.testing.assert_allclose(float(got[0]), float(want[0]), rtol=rt)
+            np.testing.assert_allclose(got[1], want[1].astype(dtype), rtol=rt, atol=1e-5 * rt)
+
+
+def test_negative_and_zero_sum_weights_match_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for w in ([-1.0, 1.0, -2.0], [2.0, -0.5, 1.0], [2.0, 1.0, -3.0], [1.0, 2.0, -1.0]):
+        for red in ("mean", "sum", "none"):
+            xt = torch.tensor(NEG_X, requires_grad=True)
+            lt = F.cross_entropy(xt, torch.tensor(NEG_T), weight=torch.tensor(w, dtype=torch.float64),
+                                 reduction=red)
+            (gt,) = torch.autograd.grad(lt.sum(), xt)
+            loss, grad = pyce.cross_entropy_and_grad(NEG_X, NEG_T, weight=w, reduction=red)
+            np.testing.assert_allclose(loss, lt.detach().numpy(), rtol=1e-12)
+            gt = gt.numpy()
+            # torch's unfused backward turns the target entry of a zero denominator into
+            # inf - inf = NaN where pyce keeps the sign of the 'sum' gradient; elsewhere equal
+            ok = ~np.isnan(gt)
+            np.testing.assert_allclose(grad[ok], gt[ok], rtol=1e-12)
+            assert np.array_equal(np.isinf(grad[ok]), np.isinf(gt[ok]))
