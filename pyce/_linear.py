@@ -264,20 +264,11 @@ def _run(hd, want_grad):
 
 def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean",
                          label_smoothing=0.0, *, z_loss=0.0, chunk_size=None, n_threads=None):
-    hd = _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
-                chunk_size, n_threads)
-    return _run(hd, False)
+    """Cross-entropy of logits = hidden @ weight.T (+ bias), without building the logits.
 
+    Equal (to float rounding) to
+    pyce.cross_entropy(hidden @ weight.T + bias, target, ...).
 
-def linear_cross_entropy_and_grad(hidden, weight, target, bias=None, ignore_index=-100,
-                                  reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
-                                  chunk_size=None, n_threads=None):
-    hd = _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
-                chunk_size, n_threads)
-    return _run(hd, True)
-
-
-_DOC = """
     Parameters
     ----------
     hidden : (N, H) float32 or float64 array
@@ -323,20 +314,80 @@ _DOC = """
     logs and the loss total in float64).  Results match the unfused
     computation to float rounding, not bitwise: chunking changes the order
     of BLAS's sums over rows for d_weight.
-"""
 
-linear_cross_entropy.__doc__ = """Cross-entropy of logits = hidden @ weight.T (+ bias), without building the logits.
+    Returns
+    -------
+    loss : NumPy scalar of hidden's dtype for 'mean' and 'sum' (the same
+        reduction rule as pyce.cross_entropy: a float32 total beyond float32's
+        range is +-inf without a warning), the (N,) per-row losses for 'none'.
+    """
+    hd = _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                chunk_size, n_threads)
+    return _run(hd, False)
 
-    Returns the loss: a NumPy scalar of hidden's dtype for 'mean' and 'sum',
-    the (N,) per-row losses for 'none'. Equal (to float rounding) to
-    pyce.cross_entropy(hidden @ weight.T + bias, target, ...).
-""" + _DOC
 
-linear_cross_entropy_and_grad.__doc__ = """(loss, d_hidden, d_weight, d_bias) of linear_cross_entropy, chunked.
+def linear_cross_entropy_and_grad(hidden, weight, target, bias=None, ignore_index=-100,
+                                  reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
+                                  chunk_size=None, n_threads=None):
+    """(loss, d_hidden, d_weight, d_bias) of linear_cross_entropy, chunked.
 
-    d_hidden (N, H), d_weight (V, H) and d_bias (V,) -- None without bias --
-    are the gradients of the loss ('none': of the sum of the per-row losses)
-    with respect to hidden, weight and bias, in hidden's dtype.  Each chunk's
-    logits gradient is computed in place in the chunk buffer, already scaled
-    by 1/denominator for 'mean', and consumed by the matmuls at once.
-""" + _DOC
+    Each chunk's logits gradient is computed in place in the chunk buffer,
+    already scaled by 1/denominator for 'mean', and consumed by the matmuls
+    at once.
+
+    Parameters
+    ----------
+    hidden : (N, H) float32 or float64 array
+        The rows fed to the linear layer (any memory order; a chunk of a
+        non-C-contiguous hidden may be copied by NumPy's matmul, O(chunk * H)).
+    weight : (V, H) array of hidden's dtype
+        The layer's weight as torch.nn.Linear (and an LM head) stores it:
+        logits = hidden @ weight.T + bias.
+    target : (N,) integer array
+        Class indices in [0, V), or ignore_index.
+    bias : (V,) array of hidden's dtype, optional
+    ignore_index : int
+        Rows whose target equals it have loss 0 and gradient 0 and are left
+        out of 'mean''s denominator; when every row is ignored 'mean' is NaN
+        with all-zero gradients (as pyce.cross_entropy).
+    reduction : {'mean', 'sum', 'none'}
+        'none' returns the (N,) per-row losses (and the gradients of their sum).
+    label_smoothing : float in [0, 1]
+        As pyce.cross_entropy (no class weights here).
+    z_loss : float >= 0 (keyword)
+        Adds z_loss * logsumexp(logits_i)^2 to each non-ignored row's loss
+        (PaLM's z-loss, Liger's lse_square_scale); same denominator for
+        'mean'. Free when 0.
+    chunk_size : positive int or None (keyword)
+        Rows per chunk. None picks the largest multiple of 16 rows whose
+        (chunk_size, V) logits buffer (and, on the NumPy-only path, d_weight
+        scratch) fit in pyce._linear.CHUNK_BUDGET_BYTES (24 MiB: 192 rows for
+        V = 32000, H = 1024 float32) or, if that is more, in
+        CHUNK_BUDGET_FRACTION (4.5%) of the (N, V) logits; at least 64 rows.
+    n_threads : int or None (keyword)
+        Threads of pyce's cross-entropy kernel. None runs it serially (it is
+        ~5% of the work, and idle OpenMP workers would compete with BLAS's
+        threads between chunks). The matmuls run on NumPy's BLAS with its
+        own threads (threadpoolctl controls them).
+
+    Memory: beyond the inputs and the returned arrays, one (chunk_size, V)
+    logits buffer (and, for the gradients on the NumPy-only path, a
+    (min(1024, V), H) scratch for accumulating d_weight); never an (N, V)
+    array.
+
+    Precision: the matmuls are NumPy's (BLAS, in the input's dtype); the
+    cross-entropy is pyce's fused kernel (float32 exp within 2 ulp, row sums,
+    logs and the loss total in float64).  Results match the unfused
+    computation to float rounding, not bitwise: chunking changes the order
+    of BLAS's sums over rows for d_weight.
+
+    Returns
+    -------
+    (loss, d_hidden, d_weight, d_bias) : loss as linear_cross_entropy returns
+        it; d_hidden (N, H), d_weight (V, H) and d_bias (V,) -- None without
+        bias -- the gradients of the loss ('none': of the sum of the per-row
+        losses) with respect to hidden, weight and bias, in hidden's dtype.
+    """
+    hd = _check(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                chunk_size, n_threads)
+    return _run(hd, True)

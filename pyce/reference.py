@@ -89,46 +89,51 @@ def _rows(p):
     return np.moveaxis(p.x3, 1, 2).reshape(-1, p.c)
 
 
+def _class_index_terms(p, logp, w):
+    """Hard labels: (kept rows, per-row loss before z-loss and sample weights,
+    coef (rows, C): the target distribution (1-eps) onehot(y) + eps/C times w)."""
+    eps = p.label_smoothing
+    keep = p.target != p.ignore_index
+    y = np.where(keep, p.target, 0)
+    r = np.arange(p.rows)
+    w_y = w[y] * keep
+    nll = -logp[r, y]
+    # np.where, not multiplication, for every mask: an ignored row or a
+    # zero-weight class contributes 0 even when its logits are NaN or -inf
+    # (0 * NaN and 0 * -inf would be NaN).
+    tw = (1 - eps) * w_y
+    loss = np.where(tw != 0, tw * nll, 0)
+    if eps > 0:
+        # sum over classes of w_c * (-log p_c)
+        smooth = -np.sum(np.where(w != 0, w * logp, 0), axis=1)
+        loss = loss + np.where(keep, (eps / p.c) * smooth, 0)
+    coef = np.zeros((p.rows, p.c), logp.dtype)
+    coef[r, y] = (1 - eps) * w_y
+    coef += keep[:, None] * (eps / p.c) * w
+    return keep, loss, coef
+
+
+def _probability_terms(p, logp, w):
+    """Soft labels: as _class_index_terms, every row kept."""
+    t = np.moveaxis(p.t3, 1, 2).reshape(-1, p.c)
+    coef = w * ((1 - p.label_smoothing) * t + p.label_smoothing / p.c)
+    return np.ones(p.rows, bool), -np.sum(np.where(coef != 0, coef * logp, 0), axis=1), coef
+
+
 def _loss_and_grad(p, grad_scale=None):
     """Per-row losses (rows,) and, given the upstream gradient per row grad_scale
     (rows, 1), the gradient with respect to the logits as (rows, C)."""
     x = _rows(p)
     dt = x.dtype
-    eps = p.label_smoothing
     w = np.ones(p.c, dt) if p.class_weight is None else p.class_weight.astype(dt)
     v = np.ones(p.rows, dt) if p.sample_weight is None else p.sample_weight.astype(dt)
-
     m = np.max(x, axis=1, keepdims=True)
     shifted = x - m
     log_sum = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
     logp = shifted - log_sum
     lse = (m + log_sum)[:, 0]
-
-    if p.target is not None:
-        # hard labels: target distribution (1-eps) * onehot(y) + eps/C, weighted by w
-        keep = p.target != p.ignore_index
-        y = np.where(keep, p.target, 0)
-        r = np.arange(p.rows)
-        w_y = w[y] * keep
-        nll = -logp[r, y]
-        # np.where, not multiplication, for every mask: an ignored row or a
-        # zero-weight class contributes 0 even when its logits are NaN or -inf
-        # (0 * NaN and 0 * -inf would be NaN).
-        tw = (1 - eps) * w_y
-        loss = np.where(tw != 0, tw * nll, 0)
-        if eps > 0:
-            # sum over classes of w_c * (-log p_c)
-            smooth = -np.sum(np.where(w != 0, w * logp, 0), axis=1)
-            loss = loss + np.where(keep, (eps / p.c) * smooth, 0)
-        coef = np.zeros((p.rows, p.c), dt)
-        coef[r, y] = (1 - eps) * w_y
-        coef += keep[:, None] * (eps / p.c) * w
-    else:
-        keep = np.ones(p.rows, bool)
-        t = np.moveaxis(p.t3, 1, 2).reshape(-1, p.c)
-        coef = w * ((1 - eps) * t + eps / p.c)
-        loss = -np.sum(np.where(coef != 0, coef * logp, 0), axis=1)
-
+    terms = _class_index_terms if p.target is not None else _probability_terms
+    keep, loss, coef = terms(p, logp, w)
     # A row whose softmax is undefined (a NaN, a +inf, or every logit -inf) has
     # a NaN loss even where the masks above gave 0 (zero-weight target).
     loss = np.where(keep & np.isnan(log_sum[:, 0]), np.nan, loss)
@@ -140,14 +145,18 @@ def _loss_and_grad(p, grad_scale=None):
         loss = np.where(v != 0, v * loss, np.where(np.isnan(loss), np.nan, 0))
     if grad_scale is None:
         return loss, None
-    # d/dx_k of sum_c coef_c * (-log p_c) = p_k * sum_c coef_c - coef_k
-    prob = np.exp(logp)
     pcoef = np.sum(coef, axis=1, keepdims=True)
     if p.z_loss:
         pcoef = pcoef + (keep * 2 * p.z_loss * lse)[:, None]
-    # sample weight times upstream gradient first: with 'mean' they often cancel
-    # (v / sum v), and multiplying either into the small terms first can underflow
-    g = v[:, None] * grad_scale
+    return loss, _grad(np.exp(logp), coef, pcoef, v[:, None] * grad_scale, keep)
+
+
+def _grad(prob, coef, pcoef, g, keep):
+    """d/dx_k of g * sum_c coef_c * (-log p_c) = g (p_k * sum_c coef_c - coef_k).
+
+    g is the sample weight times the upstream gradient, multiplied first: with
+    'mean' they often cancel (v / sum v), and multiplying either into the
+    small terms first can underflow."""
     with np.errstate(invalid="ignore", over="ignore"):
         grad = g * (prob * pcoef - coef)
         # under an infinite scale (a zero 'mean' denominator), a class with
@@ -156,7 +165,7 @@ def _loss_and_grad(p, grad_scale=None):
         zero = (prob == 0) & (coef == 0) & np.isinf(g) & ~np.isnan(g * pcoef)
     grad[zero] = 0
     grad[~keep] = 0
-    return loss, grad
+    return grad
 
 
 def _reduce(p, loss_rows):

@@ -34,7 +34,8 @@ def _gcc(args, cwd):
     return subprocess.run([GCC, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("source", ["pyce_loss_kernels.c", "pyce_nn_kernels.c"])
+@pytest.mark.parametrize("source", sorted(f for f in os.listdir(CEXT)
+                                           if f.startswith("pyce_") and f.endswith(".c")))
 @pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "serial"])
 def test_kernels_compile_without_warnings(tmp_path, openmp, source):
     args = WARN_FLAGS + ["-Werror", "-fno-trapping-math", "-fopenmp-simd", f"-I{CEXT}",
