@@ -58,7 +58,8 @@ cdef int _reduction_code(object reduction) except -1:
         return RED_SUM
     if reduction == "none":
         return RED_NONE
-    raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    # callers have run pyce._validate.check_reduction: this is an internal error
+    raise ValueError(f"internal: unknown reduction {reduction!r} (not checked by check_reduction)")
 
 
 cdef inline double _loss_value(double total, double denom, int red) noexcept nogil:

@@ -75,7 +75,11 @@ def scan_targets(target, rows, c, ignore_index, class_weight, sample_weight):
     w = np.ones(rows) if class_weight is None else class_weight[np.where(keep, target, 0)]
     if sample_weight is not None:
         w = w * sample_weight
-    return -1, float(np.sum(np.where(keep, w, 0.0)))
+    # summed in row order (np.cumsum is sequential), so a denominator that is
+    # exactly 0 in row order -- weights of both signs -- is 0 here too, not the
+    # 1e-16 a differently ordered sum can leave ('mean' divides by it)
+    w = np.where(keep, w, 0.0)
+    return -1, float(np.cumsum(w)[-1]) if w.size else 0.0
 
 
 def _check(input, target, weight, ignore_index, reduction, label_smoothing, sample_weight,

@@ -333,7 +333,7 @@ def ce_scales(name, args, kwargs):
             loss_scale = np.sum(np.where(np.isfinite(loss_rows), loss_rows, 0))
             if p.reduction == "mean":
                 g = g / p.denom if p.denom else 0 * g
-                loss_scale = loss_scale / p.denom if p.denom else 0.0
+                loss_scale = loss_scale / abs(p.denom) if p.denom else 0.0
         gv = (np.abs(g) * v)[:, None]
         grad_scale = gv * (prob * pc[:, None] + np.abs(coef))
         grad_atol = np.broadcast_to(gv * pc[:, None], grad_scale.shape)
