@@ -16,8 +16,9 @@
  *   4. grad_k = g v [ p_k ((1-eps) w_y + eps/c sum_j w_j + 2 z lse)
  *                     - (1-eps) w_y [k == y] - eps/c w_k ]
  *      one scaling sweep over the cached row; g is the upstream gradient
- *      (1/denominator for 'mean').  The target entry is recomputed in
- *      double as -(s - e_y)/s-style difference so p_y ~ 1 does not cancel.
+ *      (grad_output/denominator for 'mean', by IEEE division: cext/_ce.pyx
+ *      owns that rule).  The target entry is recomputed in double as
+ *      -(s - e_y)/s-style difference so p_y ~ 1 does not cancel.
  *
  * Probability targets t: q_k = (1-eps) t_k + eps/c, a_k = w_k q_k,
  *   loss = v [ sum_k a_k (-log p_k) + z lse^2 ]  (terms with a_k = 0 skipped,
@@ -31,6 +32,11 @@
  * Edge values: NaN anywhere in a row makes that row's loss and gradient NaN
  * (through s) and leaves other rows alone; -inf logits get p = 0; a row of
  * +-1e30 logits is finite because only x - m is exponentiated.
+ *
+ * Layout: this file holds the constants, the thread count (choose_threads),
+ * the per-row rules every path calls (pyce_* helpers below), the float and
+ * double instantiations of pyce_loss_template.h (row path, lanes paths,
+ * softmax), the target scan, the test wrappers of the exp and build facts.
  */
 #include "pyce_loss_kernels.h"
 #include "pyce_exp.h"
@@ -64,6 +70,9 @@ static int64_t block_rows(int64_t rows)
     return b < PYCE_MIN_BLOCK ? PYCE_MIN_BLOCK : b;
 }
 
+/* THE place where the kernels (cross-entropy and softmax) resolve their
+ * thread count: requested (0 = OpenMP's default), but serial below
+ * PYCE_PARALLEL_MIN_ELEMENTS and never more threads than blocks. */
 static int choose_threads(int requested, int64_t elements, int64_t nblocks)
 {
 #ifdef _OPENMP
