@@ -1,6 +1,6 @@
 """Hardening: our C and Cython code compile with -Wall -Wextra without warnings.
 
-- cext/pyce_kernels.c and cext/pyce_nn_kernels.c (with their headers) must compile with
+- cext/pyce_kernels.c and cext/pyce_trainer_kernels.c (with their headers) must compile with
   -Wall -Wextra -Werror, with and without OpenMP.
 - cext/_ce.pyx is cythonized with setup.py's directives and the generated C
   compiled with -Wall -Wextra; no warning may point at our code: lines of
@@ -33,7 +33,7 @@ def _gcc(args, cwd):
     return subprocess.run([GCC, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("source", ["pyce_kernels.c", "pyce_nn_kernels.c"])
+@pytest.mark.parametrize("source", ["pyce_kernels.c", "pyce_trainer_kernels.c"])
 @pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "serial"])
 def test_kernels_compile_without_warnings(tmp_path, openmp, source):
     args = WARN_FLAGS + ["-Werror", "-fno-trapping-math", "-fopenmp-simd", f"-I{CEXT}",

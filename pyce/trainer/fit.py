@@ -1,4 +1,5 @@
-"""Mini-batch training: fit(), History, EarlyStopping, checkpoints, divergence stop.
+"""Mini-batch training: fit(), with History, EarlyStopping, checkpoints, the
+divergence stop and Ctrl-C (TrainingInterrupted).
 
     >>> model = pyce.nn.mlp([64, 256, 128, 10], rng=0)
     >>> opt = pyce.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -9,126 +10,98 @@ Each epoch draws one permutation from a numpy Generator seeded with `seed`
 (nothing else uses it), so a run is reproducible, and a checkpoint holding
 the Generator's state resumes to exactly the result of an uninterrupted run.
 """
-import contextlib
-import json
 import math
-import os
 import sys
 import time
 import warnings
 
 import numpy as np
 
-from pyce._core import cross_entropy
+from pyce import _blas
 from pyce._progress import ProgressBar, format_epoch
-from pyce import nn as _nn
+from pyce._validate import check_positive_int
+from pyce.trainer.checkpoints import (load_checkpoint, load_model, restore_checkpoint,
+                                      save_checkpoint, save_model)
+from pyce.trainer.history import (DivergenceError, EarlyState, EarlyStopping, History,
+                                  TrainingInterrupted)
+from pyce.trainer.nn import Linear, Loss, Module
 
-__all__ = ["fit", "History", "EarlyStopping", "DivergenceError", "save_model", "load_model",
-           "save_checkpoint", "load_checkpoint"]
-
-_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-_CKPT_FORMAT = "pyce-checkpoint-1"
+__all__ = ["fit", "History", "EarlyStopping", "DivergenceError", "TrainingInterrupted",
+           "save_model", "load_model", "save_checkpoint", "load_checkpoint"]
 
 
-class History:
-    """What fit() recorded.
+def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_test=None,
+        y_test=None, seed=0, verbose=1, early_stopping=None, checkpoint=None, resume=None,
+        on_epoch=None, blas_threads="auto"):
+    """Train `model` with mini-batch steps; returns a History.
 
-    epochs: one dict per completed epoch with keys epoch (1-based),
-      train_loss, train_accuracy (running averages over the epoch's
-      mini-batches as they were trained, not a second pass; train_loss is the
-      per-sample mean: a 'sum' batch loss is divided by the batch's rows),
-      test_loss, test_accuracy (after the epoch, 'mean' cross-entropy with the
-      loss's weight / ignore_index / label_smoothing whatever the training
-      reduction; None without a test set), seconds, lr.
-    step_losses: the loss of every training step, as the loss function
-      returned it (a batch sum with reduction='sum').
-    diverged, message: set when training stopped on a NaN/inf loss (message
-      says why and what to do) or stopped early (message says so).
+    model: a pyce.nn.Module (e.g. pyce.nn.mlp(...)); loss_fn: a pyce.nn.Loss
+    with reduction 'mean' or 'sum' (e.g. CrossEntropyLoss()); optimizer: a
+    pyce.optim optimizer over model.parameters(). x_train (rows, features),
+    y_train (rows,) integer labels; x_test / y_test the same or both None.
+    All x are converted once to the model's dtype.
+
+    Per epoch (`epochs` in total, a positive int): one permutation of the
+    training rows from np.random.default_rng(seed) (carried across epochs),
+    batches of batch_size rows (the last one may be smaller), for each:
+    forward, loss, zero_grad, backward, step. Then the test set is evaluated
+    ('mean' loss through loss_fn.value, and accuracy), the epoch is recorded,
+    early_stopping (an EarlyStopping or None) is consulted, `checkpoint` (a
+    path or None) is written and on_epoch(history) is called. Each batch is
+    gathered into a buffer reused by every step: model.forward receives a
+    view that the next batch overwrites (pyce.nn's layers keep it only until
+    their backward pass). verbose > 0 draws a progress bar on stderr when it
+    is a terminal.
+
+    Divergence: when a training loss is NaN or inf, training stops before
+    that step's update and DivergenceError is raised (its message names the
+    step, reduction, batch size and learning rate and says what to do).
+
+    Interrupt: on KeyboardInterrupt (Ctrl-C) the model, the optimizer and the
+    shuffling Generator are put back to the end of the last finished epoch
+    (a copy is kept in memory at every epoch end) and TrainingInterrupted,
+    a KeyboardInterrupt, is raised with .history holding the finished epochs.
+
+    resume: the path of a checkpoint written by an earlier call with the same
+    model architecture, optimizer type and batch_size; training continues
+    after its last epoch up to `epochs` in total and gives the same weights
+    and History as an uninterrupted run.
+
+    blas_threads: 'auto' (default) runs the products on one BLAS thread when
+    the largest product of a step has fewer than pyce._blas.SMALL_PRODUCT_MACS
+    multiply-adds, and with NumPy's default threads otherwise: small products
+    gain little from threads on idle cores (the README's trainer section has
+    the measurements) and stall badly when other processes keep every core
+    busy. A positive int limits the BLAS to that many threads; None leaves it
+    as configured. The setting is restored when fit returns or raises.
     """
-
-    def __init__(self):
-        self.epochs = []
-        self.step_losses = []
-        self.diverged = False
-        self.stopped_early = False
-        self.message = None
-
-    def to_dict(self):
-        return {"epochs": [dict(e) for e in self.epochs], "diverged": self.diverged,
-                "message": self.message}
-
-    def _to_json(self):
-        d = self.to_dict()
-        d["stopped_early"] = self.stopped_early
-        return json.dumps(d)
-
-    @classmethod
-    def _from_json(cls, text, step_losses):
-        d = json.loads(text)
-        h = cls()
-        h.epochs = d["epochs"]
-        h.diverged = d["diverged"]
-        h.message = d["message"]
-        h.stopped_early = d.get("stopped_early", False)
-        h.step_losses = [float(v) for v in step_losses]
-        return h
-
-    def __repr__(self):
-        return (f"History({len(self.epochs)} epochs, {len(self.step_losses)} steps, "
-                f"diverged={self.diverged})")
+    run = _Run(model, loss_fn, optimizer, epochs=epochs, batch_size=batch_size, seed=seed,
+               verbose=verbose, early_stopping=early_stopping, checkpoint=checkpoint,
+               on_epoch=on_epoch)
+    run.set_data(x_train, y_train, x_test, y_test)
+    threads = _blas_threads(blas_threads, model, min(run.batch_size, len(run.x_train)))
+    if resume is not None and run.resume(resume):
+        return run.history
+    with _blas.limit_threads(threads) as in_effect:
+        if in_effect is None and blas_threads not in (None, "auto"):
+            warnings.warn(f"blas_threads={blas_threads} has no effect: NumPy's BLAS is not "
+                          f"the scipy-openblas its wheels bundle (see pyce._blas)",
+                          RuntimeWarning, stacklevel=2)
+        return run.train()
 
 
-class DivergenceError(RuntimeError):
-    """The training loss became NaN or inf. str() says where and what to do;
-    .history is the History up to the last completed epoch (the epoch in
-    progress is not in history.epochs; its finite step losses are in
-    history.step_losses), with diverged=True and message set."""
-
-    def __init__(self, message, history):
-        super().__init__(message)
-        self.history = history
-
-
-class EarlyStopping:
-    """Stop when `metric` has not improved by more than min_delta for `patience` epochs.
-
-    metric: 'test_loss' (default), 'test_accuracy', 'train_loss' or
-    'train_accuracy'; losses must decrease, accuracies increase.
-    restore_best: when stopping, load the weights of the best epoch back
-    into the model.
-    """
-
-    def __init__(self, metric="test_loss", patience=5, min_delta=0.0, restore_best=True):
-        if metric not in _METRICS:
-            raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) \
-                or patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {patience!r}")
-        min_delta = float(min_delta)
-        if not min_delta >= 0:
-            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
-        self.metric, self.patience, self.min_delta = metric, int(patience), min_delta
-        self.restore_best = bool(restore_best)
-        self.maximize = metric.endswith("accuracy")
-
-    def __repr__(self):
-        return (f"EarlyStopping(metric={self.metric!r}, patience={self.patience}, "
-                f"min_delta={self.min_delta})")
-
-
-class _EarlyState:
-    def __init__(self):
-        self.best = None
-        self.best_epoch = None
-        self.wait = 0
-        self.best_weights = None
-
-
-def _model_dtype(model):
-    params = model.parameters()
-    if not params:
-        raise ValueError("the model has no parameters")
-    return params[0].data.dtype
+def _blas_threads(setting, model, rows):
+    """The BLAS thread limit for fit's `blas_threads` setting (see fit)."""
+    if setting is None:
+        return None
+    if isinstance(setting, str):
+        if setting != "auto":
+            raise ValueError(f"blas_threads must be 'auto', None or a positive integer, got "
+                             f"{setting!r}")
+        sizes = [m.in_features * m.out_features for m in model.modules()
+                 if isinstance(m, Linear)]
+        return _blas.threads_for(rows * max(sizes, default=0))
+    return check_positive_int(setting, "blas_threads")
 
 
 def _check_xy(x, y, dtype, xname, yname):
@@ -147,34 +120,40 @@ def _check_xy(x, y, dtype, xname, yname):
     return np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(y, dtype=np.int64)
 
 
-def _positive_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
+def _check_parts(model, loss_fn, early_stopping):
+    if not isinstance(model, Module) or isinstance(model, Loss):
+        raise TypeError(f"model must be a pyce.nn.Module (e.g. pyce.nn.mlp(...)), got "
+                        f"{model!r}")
+    if not model.parameters():
+        raise ValueError("the model has no parameters")
+    if not isinstance(loss_fn, Loss):
+        raise TypeError(f"loss_fn must be a pyce.nn.Loss (e.g. pyce.nn.CrossEntropyLoss()), "
+                        f"got {loss_fn!r}")
+    if loss_fn.reduction not in ("mean", "sum"):
+        raise ValueError(f"fit needs a scalar loss: loss_fn.reduction must be 'mean' or 'sum', "
+                         f"got {loss_fn.reduction!r}")
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(f"early_stopping must be None or an EarlyStopping, got "
+                        f"{early_stopping!r}")
 
 
-def _evaluate(model, loss_fn, x, y, chunk=2048):
-    """('mean' cross-entropy, accuracy) over (x, y), in chunks; ignored rows left out."""
-    weight = getattr(loss_fn, "weight", None)
-    ignore = getattr(loss_fn, "ignore_index", -100)
-    smoothing = getattr(loss_fn, "label_smoothing", 0.0)
-    total = denom = 0.0
-    correct = counted = 0
-    for s in range(0, len(x), chunk):
-        xb, yb = x[s:s + chunk], y[s:s + chunk]
-        logits = model.forward(xb)
-        rows = cross_entropy(logits, yb, weight, ignore, "none", smoothing)
-        keep = yb != ignore
-        total += float(rows.sum(dtype=np.float64))
-        denom += float(weight[yb[keep]].sum()) if weight is not None else int(keep.sum())
-        correct += int((logits.argmax(axis=1)[keep] == yb[keep]).sum())
-        counted += int(keep.sum())
-    loss = total / denom if denom else float("nan")
+def evaluate(model, loss_fn, x, y, chunk=2048):
+    """(loss, accuracy) of `model` on (x, y): the logits are computed in chunks
+    of `chunk` rows into one (rows, classes) array and the loss is
+    loss_fn.value(logits, y, reduction='mean'), so the reduction rule is the
+    loss layer's own; accuracy counts the rows loss_fn.counted(y) keeps (NaN
+    when none)."""
+    parts = [model.forward(x[s:s + chunk]) for s in range(0, len(x), chunk)]
+    logits = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    loss = float(loss_fn.value(logits, y, reduction="mean"))
+    keep = loss_fn.counted(y)
+    counted = int(np.count_nonzero(keep))
+    correct = int(np.count_nonzero((logits.argmax(axis=1) == y) & keep))
     return loss, (correct / counted if counted else float("nan"))
 
 
-def _divergence_message(step, epoch, batch, n_batches, loss, reduction, batch_size, lr,
-                        bad_input):
+def _divergence_message(where, loss, reduction, batch_size, lr, bad_input):
+    step, epoch, batch, n_batches = where
     msg = (f"training diverged at step {step} (epoch {epoch}, batch {batch} of {n_batches}): "
            f"the loss is {loss}. Settings: reduction={reduction!r}, batch_size={batch_size}, "
            f"lr={lr:g}. ")
@@ -191,302 +170,179 @@ def _divergence_message(step, epoch, batch, n_batches, loss, reduction, batch_si
                   f"are scaled (e.g. to [0, 1]).")
 
 
-def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_test=None,
-        y_test=None, seed=0, verbose=1, early_stopping=None, checkpoint=None, resume=None,
-        on_epoch=None, blas_threads=None):
-    """Train `model` with mini-batch steps; returns a History.
+class _Snapshot:
+    """Model, optimizer, Generator and early-stopping state at an epoch end, in
+    memory, with the lengths of the History lists at that point."""
 
-    Per epoch: one permutation of the training rows from
-    np.random.default_rng(seed) (carried across epochs), batches of
-    batch_size rows (the last one may be smaller), for each: forward, loss,
-    zero_grad, backward, step. Then the test set (if given) is evaluated,
-    the epoch is recorded, `checkpoint` (a path) is written, on_epoch(history)
-    is called and `early_stopping` (an EarlyStopping) is consulted.
+    def __init__(self, run):
+        self.model = run.model.state_dict()
+        self.optim = run.optimizer.state_dict()
+        self.rng = run.rng.bit_generator.state
+        self.es = run.es.copy()
+        self.n_epochs = len(run.history.epochs)
+        self.n_steps = len(run.history.step_losses)
 
-    x_* are converted once to the model's dtype; y_* must be integer labels.
-    The loss must reduce to a scalar ('mean' or 'sum'). Each batch is
-    gathered into a buffer reused by every step: model.forward receives a
-    view that is overwritten by the next batch (pyce.nn's layers keep it
-    only until their backward pass).
-
-    Progress: a bar on stderr only when stderr is a terminal and verbose > 0.
-
-    Divergence: when a training loss is NaN or inf, training stops before
-    that step's update and DivergenceError is raised (see its doc; the
-    message names the step, reduction, batch size and learning rate and
-    says what to do).
-
-    resume: the path of a checkpoint written by an earlier call with the same
-    model architecture, optimizer type and batch_size; training continues
-    after its last epoch up to `epochs` in total and gives the same weights
-    and History as an uninterrupted run.
-
-    blas_threads: None (default) leaves NumPy's BLAS as configured; a
-    positive int limits it to that many threads during the call, through
-    threadpoolctl when it is installed (an optional package: without it a
-    RuntimeWarning says so and training runs with the BLAS default). The
-    products of a small MLP (e.g. 64x64 @ 64x256) are too small to gain from
-    threads: on the 2-core machine of bench/bench_trainer.py blas_threads=1
-    was faster even when idle, and several times faster when other
-    processes kept the cores busy.
-    """
-    if blas_threads is not None:
-        blas_threads = _positive_int("blas_threads", blas_threads)
-    with _blas_limit(blas_threads):
-        return _fit(model, loss_fn, optimizer, x_train, y_train, epochs=epochs,
-                    batch_size=batch_size, x_test=x_test, y_test=y_test, seed=seed,
-                    verbose=verbose, early_stopping=early_stopping, checkpoint=checkpoint,
-                    resume=resume, on_epoch=on_epoch)
+    def restore(self, run):
+        """Put `run` back to this state (History truncated to it)."""
+        run.model.load_state_dict(self.model)
+        run.optimizer.load_state_dict(self.optim)
+        run.rng.bit_generator.state = self.rng
+        run.es = self.es.copy()
+        del run.history.epochs[self.n_epochs:]
+        del run.history.step_losses[self.n_steps:]
+        run.step = self.n_steps
 
 
-def _blas_limit(threads):
-    """A context limiting NumPy's BLAS to `threads` threads (threadpoolctl, optional)."""
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        warnings.warn(f"blas_threads={threads} needs the optional package threadpoolctl "
-                      f"(pip install threadpoolctl); training with the BLAS's default threads",
-                      RuntimeWarning, stacklevel=3)
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
+class _Run:
+    """One call of fit: its arguments, data, buffers and state."""
 
+    def __init__(self, model, loss_fn, optimizer, *, epochs, batch_size, seed, verbose,
+                 early_stopping, checkpoint, on_epoch):
+        _check_parts(model, loss_fn, early_stopping)
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.epochs = check_positive_int(epochs, "epochs")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.early_stopping, self.checkpoint, self.on_epoch = early_stopping, checkpoint, on_epoch
+        self.bar_on = bool(verbose) and getattr(sys.stderr, "isatty", lambda: False)()
+        self.rng = np.random.default_rng(seed)
+        self.history, self.es = History(), EarlyState()
+        self.start = self.step = 0
 
-def _fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_test, y_test,
-         seed, verbose, early_stopping, checkpoint, resume, on_epoch):
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    if getattr(loss_fn, "reduction", "mean") not in ("mean", "sum"):
-        raise ValueError(f"fit needs a scalar loss: loss_fn.reduction must be 'mean' or 'sum', "
-                         f"got {loss_fn.reduction!r}")
-    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-        raise TypeError(f"early_stopping must be None or an EarlyStopping, got "
-                        f"{early_stopping!r}")
-    if (x_test is None) != (y_test is None):
-        raise ValueError("pass both x_test and y_test, or neither")
-    if early_stopping is not None and early_stopping.metric.startswith("test") \
-            and x_test is None:
-        raise ValueError(f"early_stopping metric {early_stopping.metric!r} needs x_test and "
-                         f"y_test")
-    dtype = _model_dtype(model)
-    x_train, y_train = _check_xy(x_train, y_train, dtype, "x_train", "y_train")
-    if x_test is not None:
-        x_test, y_test = _check_xy(x_test, y_test, dtype, "x_test", "y_test")
-    n = len(x_train)
-    if n == 0:
-        raise ValueError("x_train is empty")
-    reduction = getattr(loss_fn, "reduction", "mean")
+    def set_data(self, x_train, y_train, x_test, y_test):
+        """Check and convert the data; allocate the batch buffers."""
+        if (x_test is None) != (y_test is None):
+            raise ValueError("pass both x_test and y_test, or neither")
+        es = self.early_stopping
+        if es is not None and es.metric.startswith("test") and x_test is None:
+            raise ValueError(f"early_stopping metric {es.metric!r} needs x_test and y_test")
+        dtype = self.model.parameters()[0].data.dtype
+        self.x_train, self.y_train = _check_xy(x_train, y_train, dtype, "x_train", "y_train")
+        self.x_test = self.y_test = None
+        if x_test is not None:
+            self.x_test, self.y_test = _check_xy(x_test, y_test, dtype, "x_test", "y_test")
+        n = len(self.x_train)
+        if n == 0:
+            raise ValueError("x_train is empty")
+        self.n_batches = -(-n // self.batch_size)
+        # Batches are gathered into these buffers (np.take(out=)) instead of a
+        # fresh fancy-indexed copy per step; the model sees views of them that
+        # are valid until the next step.
+        rows = min(self.batch_size, n)
+        self.x_buf = np.empty((rows,) + self.x_train.shape[1:], self.x_train.dtype)
+        self.y_buf = np.empty(rows, self.y_train.dtype)
+        self.pred = np.empty(n, np.intp)  # argmax per trained row, in permutation order
 
-    rng = np.random.default_rng(seed)
-    history = History()
-    es = _EarlyState()
-    start = 0
-    if resume is not None:
-        start = _resume(resume, model, optimizer, rng, batch_size, es)
-        history = start[1]
-        start = start[0]
-        if history.stopped_early or history.diverged:
-            return history
+    def resume(self, path):
+        """Continue from the checkpoint at `path`; True when that run had already ended."""
+        self.start, self.history = restore_checkpoint(path, self.model, self.optimizer,
+                                                      self.rng, self.batch_size, self.es)
+        self.step = len(self.history.step_losses)
+        return self.history.stopped_early or self.history.diverged
 
-    n_batches = -(-n // batch_size)
-    on_terminal = verbose and getattr(sys.stderr, "isatty", lambda: False)()
-    has_input_grad = isinstance(model, _nn.Sequential)
-    ignore = getattr(loss_fn, "ignore_index", -100)
-    step = len(history.step_losses)
+    def train(self):
+        """The epoch loop; returns the History (see fit for interrupts)."""
+        snap = _Snapshot(self)
+        epoch = self.start
+        try:
+            for epoch in range(self.start + 1, self.epochs + 1):
+                rec = self._train_epoch(epoch)
+                stop = self._judge_epoch(rec)
+                snap = _Snapshot(self)
+                self._after_epoch(epoch)
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            raise self._interrupted(snap, epoch) from None
+        return self.history
 
-    # The batches are gathered into these buffers (np.take(out=)) instead of
-    # a fresh fancy-indexed copy per step; the model sees views of them that
-    # are valid until the next step.
-    rows_max = min(batch_size, n)
-    x_buf = np.empty((rows_max,) + x_train.shape[1:], x_train.dtype)
-    y_buf = np.empty(rows_max, y_train.dtype)
-    pred = np.empty(n, np.intp)  # argmax per trained row, in permutation order
-    for epoch in range(start + 1, epochs + 1):
+    def _interrupted(self, snap, epoch):
+        snap.restore(self)
+        done = len(self.history.epochs)
+        self.history.interrupted = True
+        self.history.message = (
+            f"interrupted during epoch {epoch}: the model and optimizer were restored to the "
+            f"end of epoch {done}" if done else
+            f"interrupted during epoch {epoch}: no epoch finished; the model and optimizer "
+            f"were restored to their state at the start")
+        return TrainingInterrupted(self.history.message, self.history)
+
+    def _train_epoch(self, epoch):
+        """Train one epoch; returns its record (also appended to the History)."""
         t0 = time.perf_counter()
-        bar = ProgressBar(n_batches, f"epoch {epoch}/{epochs}", width=24) if on_terminal else None
-        perm = rng.permutation(n)
+        bar = ProgressBar(self.n_batches, f"epoch {epoch}/{self.epochs}", width=24) \
+            if self.bar_on else None
+        perm = self.rng.permutation(len(self.x_train))
         loss_sum = 0.0
-        for b in range(n_batches):
-            lo = b * batch_size
-            idx = perm[lo:lo + batch_size]
-            rows = len(idx)
-            xb, yb = x_buf[:rows], y_buf[:rows]
-            # mode='clip': a permutation is always in range, and the default
-            # 'raise' would gather into a temporary buffer and copy
-            np.take(x_train, idx, axis=0, out=xb, mode="clip")
-            np.take(y_train, idx, out=yb, mode="clip")
-            logits = model.forward(xb)
-            loss = float(loss_fn.forward(logits, yb))
-            step += 1
-            if not math.isfinite(loss):
+        try:
+            for b in range(self.n_batches):
+                loss_sum += self._step(perm, (epoch, b))
                 if bar is not None:
-                    bar.close()
-                history.diverged = True
-                history.message = _divergence_message(
-                    step, epoch, b + 1, n_batches, loss, reduction, batch_size, optimizer.lr,
-                    not np.isfinite(xb).all())
-                raise DivergenceError(history.message, history)
-            optimizer.zero_grad()
-            dlogits = loss_fn.backward()
-            if has_input_grad:
-                model.backward(dlogits, input_grad=False)
-            else:
-                model.backward(dlogits)
-            optimizer.step()
-            history.step_losses.append(loss)
-            loss_sum += loss if reduction == "sum" else loss * rows
-            np.argmax(logits, axis=1, out=pred[lo:lo + rows])  # accuracy once per epoch
+                    bar.update(1, f"loss {self.history.step_losses[-1]:.4f}")
+        except BaseException:
             if bar is not None:
-                bar.update(1, f"loss {loss:.4f}")
-        y_perm = y_train[perm]
-        keep = y_perm != ignore
-        correct = int(np.count_nonzero((pred == y_perm) & keep))
+                bar.close()
+            raise
+        rec = self._record(epoch, perm, loss_sum)
+        rec["seconds"] = time.perf_counter() - t0
+        self.history.epochs.append(rec)
+        if bar is not None:
+            bar.close(format_epoch(rec, self.epochs))
+        return rec
+
+    def _step(self, perm, where):
+        """One training step on batch where[1] of `perm`; returns its loss as a
+        sum over the batch's rows (Loss.batch_sum)."""
+        lo = where[1] * self.batch_size
+        idx = perm[lo:lo + self.batch_size]
+        rows = len(idx)
+        xb, yb = self.x_buf[:rows], self.y_buf[:rows]
+        # mode='clip': a permutation is always in range, and the default 'raise'
+        # would gather into a temporary buffer and copy
+        np.take(self.x_train, idx, axis=0, out=xb, mode="clip")
+        np.take(self.y_train, idx, out=yb, mode="clip")
+        logits = self.model.forward(xb)
+        loss = float(self.loss_fn.forward(logits, yb))
+        self.step += 1
+        if not math.isfinite(loss):
+            self._diverged(where, loss, xb)
+        self.optimizer.zero_grad()
+        self.model.backward(self.loss_fn.backward(), input_grad=False)
+        self.optimizer.step()
+        self.history.step_losses.append(loss)
+        np.argmax(logits, axis=1, out=self.pred[lo:lo + rows])  # accuracy once per epoch
+        return self.loss_fn.batch_sum(loss, rows)
+
+    def _diverged(self, where, loss, xb):
+        h = self.history
+        h.diverged = True
+        h.message = _divergence_message(
+            (self.step, where[0], where[1] + 1, self.n_batches), loss, self.loss_fn.reduction,
+            self.batch_size, self.optimizer.lr, not np.isfinite(xb).all())
+        raise DivergenceError(h.message, h)
+
+    def _record(self, epoch, perm, loss_sum):
+        y_perm = self.y_train[perm]
+        keep = self.loss_fn.counted(y_perm)
+        correct = int(np.count_nonzero((self.pred == y_perm) & keep))
         counted = int(np.count_nonzero(keep))
-        rec = {"epoch": epoch, "train_loss": loss_sum / n,
+        rec = {"epoch": epoch, "train_loss": loss_sum / len(perm),
                "train_accuracy": correct / counted if counted else float("nan"),
                "test_loss": None, "test_accuracy": None, "seconds": 0.0,
-               "lr": float(optimizer.lr)}
-        if x_test is not None:
-            rec["test_loss"], rec["test_accuracy"] = _evaluate(model, loss_fn, x_test, y_test)
-        rec["seconds"] = time.perf_counter() - t0
-        history.epochs.append(rec)
-        if bar is not None:
-            bar.close(format_epoch(rec, epochs))
-        stop = early_stopping is not None and _early_stop(early_stopping, es, rec, model,
-                                                          history)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, rng, history, epoch, batch_size, es)
-        if on_epoch is not None:
-            on_epoch(history)
-        if stop:
-            break
-    return history
+               "lr": float(self.optimizer.lr)}
+        if self.x_test is not None:
+            rec["test_loss"], rec["test_accuracy"] = evaluate(self.model, self.loss_fn,
+                                                              self.x_test, self.y_test)
+        return rec
 
+    def _judge_epoch(self, rec):
+        """Consult early stopping; True to stop after this epoch."""
+        if self.early_stopping is None:
+            return False
+        return self.es.update(self.early_stopping, rec, self.model, self.history)
 
-def _early_stop(cfg, es, rec, model, history):
-    value = rec[cfg.metric]
-    if es.best is None:
-        better = True
-    elif cfg.maximize:
-        better = value > es.best + cfg.min_delta
-    else:
-        better = value < es.best - cfg.min_delta
-    if better:
-        es.best, es.best_epoch, es.wait = value, rec["epoch"], 0
-        if cfg.restore_best:
-            es.best_weights = model.state_dict()
-        return False
-    es.wait += 1
-    if es.wait < cfg.patience:
-        return False
-    history.stopped_early = True
-    history.message = (f"stopped early after epoch {rec['epoch']}: {cfg.metric} did not improve "
-                       f"by more than {cfg.min_delta:g} for {cfg.patience} epochs (best "
-                       f"{es.best:.6g} at epoch {es.best_epoch}"
-                       + ("; its weights were restored)" if cfg.restore_best else ")"))
-    if cfg.restore_best and es.best_weights is not None:
-        model.load_state_dict(es.best_weights)
-    return True
-
-
-# ---------------------------------------------------------------- checkpoints
-
-def _write_npz(path, arrays):
-    """Write atomically: a crash mid-write never leaves a truncated file at `path`."""
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
-def save_checkpoint(path, model, optimizer, rng, history, epoch, batch_size, es=None):
-    """Write model, optimizer state, epoch, Generator state and History to an .npz."""
-    arrays = {"format": np.array(_CKPT_FORMAT), "epoch": np.array(epoch),
-              "batch_size": np.array(batch_size),
-              "rng_state": np.array(json.dumps(rng.bit_generator.state)),
-              "history": np.array(history._to_json()),
-              "step_losses": np.array(history.step_losses, np.float64),
-              "spec": np.array(json.dumps(_spec(model)))}
-    for k, v in model.state_dict().items():
-        arrays["model/" + k] = v
-    for k, v in optimizer.state_dict().items():
-        arrays["optim/" + k] = np.asarray(v)
-    if es is not None:
-        arrays["early"] = np.array(json.dumps({"best": es.best, "best_epoch": es.best_epoch,
-                                               "wait": es.wait}))
-        for k, v in (es.best_weights or {}).items():
-            arrays["best/" + k] = v
-    _write_npz(path, arrays)
-
-
-def load_checkpoint(path):
-    """The checkpoint as a dict: epoch, batch_size, rng_state (dict), history
-    (History), model (state_dict), optim (state_dict), early (dict or None),
-    best (state_dict or None)."""
-    with np.load(os.fspath(path), allow_pickle=False) as z:
-        if "format" not in z.files or str(z["format"]) != _CKPT_FORMAT:
-            raise ValueError(f"{path} is not a pyce checkpoint")
-        out = {"epoch": int(z["epoch"]), "batch_size": int(z["batch_size"]),
-               "rng_state": json.loads(str(z["rng_state"])),
-               "history": History._from_json(str(z["history"]), z["step_losses"]),
-               "spec": json.loads(str(z["spec"])),
-               "model": {k[6:]: z[k] for k in z.files if k.startswith("model/")},
-               "optim": {k[6:]: z[k] for k in z.files if k.startswith("optim/")},
-               "early": json.loads(str(z["early"])) if "early" in z.files else None,
-               "best": {k[5:]: z[k] for k in z.files if k.startswith("best/")} or None}
-    return out
-
-
-def _resume(path, model, optimizer, rng, batch_size, es):
-    ck = load_checkpoint(path)
-    if ck["batch_size"] != batch_size:
-        raise ValueError(f"resume: the checkpoint was trained with batch_size="
-                         f"{ck['batch_size']}, this call has batch_size={batch_size}; "
-                         f"the batches would differ")
-    if ck["spec"] is not None and ck["spec"] != _spec(model):
-        raise ValueError(f"resume: the checkpoint's model {ck['spec']} is not this model "
-                         f"{_spec(model)}")
-    model.load_state_dict(ck["model"])
-    optimizer.load_state_dict(ck["optim"])
-    rng.bit_generator.state = ck["rng_state"]
-    if ck["early"] is not None:
-        es.best, es.best_epoch, es.wait = (ck["early"]["best"], ck["early"]["best_epoch"],
-                                           ck["early"]["wait"])
-        es.best_weights = ck["best"]
-    return ck["epoch"], ck["history"]
-
-
-def _spec(model):
-    return model._spec() if hasattr(model, "_spec") else None
-
-
-# ---------------------------------------------------------------- models
-
-def save_model(path, model):
-    """Save a Sequential to an .npz: its state_dict arrays under their PyTorch
-    keys ('0.weight', ...) plus '__spec__' (the layer list, JSON), '__dtype__',
-    and '__sizes__' / '__activation__' when it was built by pyce.nn.mlp."""
-    arrays = dict(model.state_dict())
-    arrays["__spec__"] = np.array(json.dumps(_spec(model)))
-    arrays["__dtype__"] = np.array(_model_dtype(model).name)
-    if getattr(model, "sizes", None) is not None:
-        arrays["__sizes__"] = np.array(model.sizes, np.int64)
-        arrays["__activation__"] = np.array(model.activation)
-    _write_npz(path, arrays)
-
-
-def load_model(path):
-    """Rebuild the Sequential written by save_model, with its weights and dtype."""
-    with np.load(os.fspath(path), allow_pickle=False) as z:
-        if "__spec__" not in z.files:
-            raise ValueError(f"{path} was not written by pyce.train.save_model (no __spec__)")
-        spec = json.loads(str(z["__spec__"]))
-        dtype = np.dtype(str(z["__dtype__"]))
-        model = _nn.from_spec(spec, dtype)
-        model.load_state_dict({k: z[k] for k in z.files if not k.startswith("__")})
-        if "__sizes__" in z.files:
-            model.sizes = [int(s) for s in z["__sizes__"]]
-            model.activation = str(z["__activation__"])
-    return model
+    def _after_epoch(self, epoch):
+        if self.checkpoint is not None:
+            save_checkpoint(self.checkpoint, self.model, self.optimizer, self.rng,
+                            self.history, epoch, self.batch_size, self.es)
+        if self.on_epoch is not None:
+            self.on_epoch(self.history)

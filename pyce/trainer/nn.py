@@ -1,10 +1,14 @@
 """Layers of a NumPy MLP: Linear, ELU, ReLU, Sequential, CrossEntropyLoss.
 
-Every layer has ``forward(x)``, which caches what the backward pass needs,
-and ``backward(grad)``, which returns the gradient of the loss with respect
-to the layer's input and *accumulates* (``+=``) into its parameters'
-``.grad``, as PyTorch does: call ``optimizer.zero_grad()`` (or
-``model.zero_grad()``) before each backward pass.
+The protocol (class Module): every layer has ``forward(x)``, which caches
+what the backward pass needs, and ``backward(grad, *, input_grad=True)``,
+which *accumulates* (``+=``) into its parameters' ``.grad``, as PyTorch
+does, and returns the gradient of the loss with respect to the layer's
+input -- or None with ``input_grad=False``, which lets the first layer of a
+network skip its largest product. Call ``optimizer.zero_grad()`` (or
+``model.zero_grad()``) before each backward pass. ``Module.to(dtype)``
+casts the parameters. Loss layers derive from Loss, which owns
+``reduction`` (as torch's ``_Loss``).
 
 Parameters are stored as PyTorch stores them -- ``Linear.weight`` is
 (out_features, in_features), ``bias`` is (out_features,) -- and
@@ -14,31 +18,19 @@ for k, v in model.state_dict().items()})`` moves the weights across.
 
 Precision: float32 by default, float64 on request (``dtype=``); inputs of
 another dtype are converted once in ``forward``. Matrix products go through
-NumPy's BLAS; ELU and ReLU run one-pass kernels (cext/pyce_nn_kernels.c).
+NumPy's BLAS; ELU and ReLU run one-pass kernels (cext/pyce_trainer_kernels.c).
 """
 import math
 
 import numpy as np
 
 from pyce import _nnk
-from pyce._core import cross_entropy_and_grad
+from pyce._core import cross_entropy, cross_entropy_and_grad
+from pyce._validate import (check_float_dtype, check_positive_int, check_probability,
+                            check_reduction)
 
-__all__ = ["Parameter", "Module", "Linear", "ELU", "ReLU", "Sequential",
+__all__ = ["Parameter", "Module", "Linear", "ELU", "ReLU", "Sequential", "Loss",
            "CrossEntropyLoss", "mlp", "kaiming_gain"]
-
-_FLOATS = (np.float32, np.float64)
-
-# Every matrix product of the layers goes through this name (looked up at
-# call time), so bench/bench_trainer.py can time the products alone by
-# rebinding it; it is np.matmul, the same BLAS call as the @ operator.
-_matmul = np.matmul
-
-
-def _check_dtype(dtype):
-    dt = np.dtype(dtype)
-    if dt.type not in _FLOATS:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
-    return dt
 
 
 def _as_generator(rng):
@@ -107,10 +99,10 @@ class Parameter:
     def _matmul_into_grad(self, a, b):
         """grad += a @ b; written in place (no temporary, no zero fill) after zero_grad."""
         if self._grad_pending_zero:
-            _matmul(a, b, out=self._grad)
+            np.matmul(a, b, out=self._grad)
             self._grad_pending_zero = False
         else:
-            self._grad += _matmul(a, b)
+            self._grad += np.matmul(a, b)
 
     def _sum_into_grad(self, g):
         """grad += g.sum(axis=0); written in place after zero_grad. One pass in C
@@ -136,19 +128,49 @@ def _is_c_array(a, dtype, ndim):
 
 
 class Module:
-    """Base class: parameters, state_dict, zero_grad, __call__ = forward."""
+    """Base class of every layer, network and loss.
+
+    A subclass implements forward() and backward(grad, *, input_grad=True)
+    (see the module docstring) and, when it holds parameters, parameters();
+    a container lists its sub-modules in children(). The base provides
+    __call__ (= forward), named_parameters, zero_grad, state_dict /
+    load_state_dict, modules() and to(dtype).
+    """
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
+
+    def forward(self, x):
+        """The layer's output for input x (a subclass implements it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad, *, input_grad=True):
+        """Accumulate into the parameters' .grad the gradient of the loss given
+        grad = dloss/doutput; return dloss/dinput, or None when input_grad is
+        False (a subclass implements it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def parameters(self):
         """The Parameter objects, in state_dict order."""
         return []
 
+    def children(self):
+        """The direct sub-modules (none for a single layer)."""
+        return []
+
+    def modules(self):
+        """This module and every sub-module, depth first."""
+        out = [self]
+        for child in self.children():
+            out.extend(child.modules())
+        return out
+
     def named_parameters(self):
+        """[(PyTorch key, Parameter)] in state_dict order."""
         return [(p.name, p) for p in self.parameters()]
 
     def zero_grad(self):
+        """Mark every parameter's gradient as zero (see Parameter.zero_grad)."""
         for p in self.parameters():
             p.zero_grad()
 
@@ -160,7 +182,9 @@ class Module:
         """Copy arrays (NumPy, or anything np.asarray accepts, e.g. torch CPU
         tensors) into the parameters, in place and cast to their dtype.
 
-        With strict=True the keys must match exactly; shapes always must.
+        state_dict: {key: array}; strict: when True the keys must match
+        exactly (KeyError otherwise); shapes always must (ValueError).
+        Returns None.
         """
         params = {p.name: p for p in self.parameters()}
         if strict:
@@ -179,12 +203,28 @@ class Module:
                                  f"parameter has {p.data.shape}")
             np.copyto(p.data, arr, casting="unsafe")
 
-    def _set_dtype(self, dtype):
-        """Cast parameters (and grads) to dtype; used by gradcheck's float64 copy."""
+    def to(self, dtype):
+        """Cast every parameter (data and grad, in this module and its
+        sub-modules) to dtype, float32 or float64, in place; returns self.
+
+        New arrays replace the old ones, so an optimizer built before the
+        call keeps the old arrays: build it afterwards (as in PyTorch).
+        Layers whose forward converts inputs (Linear) convert to dtype from
+        then on.
+        """
+        dt = check_float_dtype(dtype, "dtype")
         for p in self.parameters():
-            p.data = p.data.astype(dtype)
+            p.data = p.data.astype(dt)
             p.grad = np.zeros_like(p.data)
-        self.dtype = np.dtype(dtype)
+        for m in self.modules():
+            if "dtype" in vars(m):
+                m.dtype = dt
+        return self
+
+    def _set_dtype(self, dtype):
+        # The old private name, kept only until pyce/trainer/gradcheck.py
+        # calls to(dtype) (branch gradcheck); remove at merge.
+        self.to(dtype)
 
 
 class Linear(Module):
@@ -204,12 +244,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, *, bias=True, dtype=np.float32, rng=None,
                  nonlinearity="relu"):
-        for nm, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{nm} must be a positive integer, got {v!r}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
-        self.dtype = _check_dtype(dtype)
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        self.dtype = check_float_dtype(dtype, "dtype")
         gen = _as_generator(rng)
         std = kaiming_gain(nonlinearity) / math.sqrt(self.in_features)
         w = gen.standard_normal((self.out_features, self.in_features)) * std
@@ -223,7 +260,7 @@ class Linear(Module):
     def forward(self, x):
         x = _as_input(x, self.dtype, self.in_features, "Linear")
         self._x = x
-        y = _matmul(x, self.weight.data.T)
+        y = np.matmul(x, self.weight.data.T)
         if self.bias is not None:
             b = self.bias.data
             if _is_c_array(b, y.dtype, 1) and b.shape[0] == y.shape[1] \
@@ -239,7 +276,7 @@ class Linear(Module):
         self.weight._matmul_into_grad(grad.T, self._x)
         if self.bias is not None:
             self.bias._sum_into_grad(grad)
-        return _matmul(grad, self.weight.data) if input_grad else None
+        return np.matmul(grad, self.weight.data) if input_grad else None
 
     def _spec(self):
         return ["Linear", self.in_features, self.out_features, self.bias is not None]
@@ -270,7 +307,7 @@ def _contiguous(x, dtype):
 class ELU(Module):
     """ELU(x) = x for x > 0, alpha * (exp(x) - 1) otherwise (PyTorch's ELU).
 
-    One pass each way (cext/pyce_nn_kernels.c): the forward's expm1 is within
+    One pass each way (cext/pyce_trainer_kernels.c): the forward's expm1 is within
     2 ulp of the exact value (tests/test_nn.py measures it), the backward is
     grad * (y + alpha) for x <= 0, PyTorch's formula from the output. The
     output keeps the input's dtype (float32 or float64).
@@ -293,6 +330,8 @@ class ELU(Module):
     def backward(self, grad, *, input_grad=True):
         if self._y is None:
             raise RuntimeError("ELU.backward called before forward")
+        if not input_grad:  # no parameters: nothing else to do
+            return None
         grad = _contiguous(grad, self._y.dtype)
         _check_grad_shape(grad, self._y, "ELU")
         dx = np.empty_like(self._y)
@@ -321,6 +360,8 @@ class ReLU(Module):
     def backward(self, grad, *, input_grad=True):
         if self._y is None:
             raise RuntimeError("ReLU.backward called before forward")
+        if not input_grad:  # no parameters: nothing else to do
+            return None
         grad = _contiguous(grad, self._y.dtype)
         _check_grad_shape(grad, self._y, "ReLU")
         dx = np.empty_like(self._y)
@@ -344,13 +385,14 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         for i, layer in enumerate(layers):
-            if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
-                raise TypeError(f"layer {i} ({layer!r}) has no forward/backward")
+            if not isinstance(layer, Module) or isinstance(layer, Loss):
+                raise TypeError(f"layer {i} must be a pyce.nn.Module layer (Linear, ELU, "
+                                f"ReLU, Sequential, or a subclass of Module), got {layer!r}")
         self.layers = list(layers)
         for i, layer in enumerate(self.layers):
             for p in layer.parameters():
                 p.name = f"{i}.{p.name}"  # names are relative to the layer until here
-        dts = {layer.dtype for layer in self.layers if hasattr(layer, "dtype")}
+        dts = {layer.dtype for layer in self.layers if getattr(layer, "dtype", None) is not None}
         self.dtype = dts.pop() if len(dts) == 1 else None
 
     def __getitem__(self, i):
@@ -362,22 +404,20 @@ class Sequential(Module):
     def parameters(self):
         return [p for layer in self.layers for p in layer.parameters()]
 
+    def children(self):
+        return list(self.layers)
+
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
     def backward(self, grad, *, input_grad=True):
-        """Backpropagate grad (dloss/doutput); returns dloss/dinput, or None
-        with input_grad=False (saves the first layer's largest product)."""
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            if i == 0:
-                grad = self.layers[0].backward(grad, input_grad=input_grad) \
-                    if isinstance(self.layers[0], (Linear, Sequential)) else \
-                    self.layers[0].backward(grad)
-            else:
-                grad = self.layers[i].backward(grad)
+        """Backpropagate grad (dloss/doutput) through the layers in reverse;
+        returns dloss/dinput, or None with input_grad=False (then the first
+        layer skips its input gradient: for a Linear, its largest product)."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad = self.layers[i].backward(grad, input_grad=input_grad or i > 0)
         return grad
 
     def predict(self, x, batch_size=4096):
@@ -398,8 +438,62 @@ class Sequential(Module):
         return f"Sequential(\n{inner}\n)"
 
 
-class CrossEntropyLoss(Module):
+class Loss(Module):
+    """Base of the loss layers; owns `reduction` ('mean', 'sum' or 'none'),
+    checked by pyce._validate.check_reduction when set (as torch's _Loss).
+
+    A subclass implements forward(input, target) (the loss under
+    self.reduction, keeping what backward needs), backward(grad=None) and
+    value(input, target, reduction) (the loss alone, nothing kept).
+    """
+
+    def __init__(self, reduction="mean"):
+        self.reduction = reduction
+
+    @property
+    def reduction(self):
+        """'mean', 'sum' or 'none'."""
+        return self._reduction
+
+    @reduction.setter
+    def reduction(self, value):
+        check_reduction(value)
+        self._reduction = value
+
+    def forward(self, input, target):
+        """The loss of input against target, reduced by self.reduction."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def value(self, input, target, reduction=None):
+        """The loss under `reduction` (default self.reduction), computed by the
+        loss layer's own function and without keeping a gradient."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement value")
+
+    def counted(self, target):
+        """Boolean mask of the rows of `target` that count in accuracies (all
+        rows here; a loss with an ignore_index leaves those rows out)."""
+        return np.ones(len(target), bool)
+
+    def batch_sum(self, loss, rows):
+        """A scalar batch loss expressed as a sum over the batch's `rows` rows:
+        the loss itself for 'sum', loss * rows for 'mean' (exact without class
+        weights or ignored rows). pyce.train.fit sums these over an epoch and
+        divides by the number of rows for History's train_loss."""
+        if self.reduction == "sum":
+            return loss
+        if self.reduction == "mean":
+            return loss * rows
+        raise ValueError(f"{type(self).__name__}.batch_sum needs a scalar loss, "
+                         f"reduction is {self.reduction!r}")
+
+
+class CrossEntropyLoss(Loss):
     """Softmax cross-entropy as a layer, arguments as torch.nn.CrossEntropyLoss.
+
+    weight: per-class weights or None; ignore_index: a target class that
+    contributes nothing; reduction: 'mean', 'sum' or 'none';
+    label_smoothing: in [0, 1]. These are checked against the logits by
+    pyce.cross_entropy on each call (reduction and label_smoothing also here).
 
     forward(logits, target) returns the loss (a NumPy scalar of the logits'
     dtype for 'mean' and 'sum', per-sample losses for 'none') and keeps
@@ -409,12 +503,10 @@ class CrossEntropyLoss(Module):
     """
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        super().__init__(reduction)
         self.weight = None if weight is None else np.asarray(weight, np.float64)
         self.ignore_index = ignore_index
-        self.reduction = reduction
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = check_probability(label_smoothing, "label_smoothing")
         self._grad = None
 
     def forward(self, logits, target):
@@ -423,7 +515,21 @@ class CrossEntropyLoss(Module):
             self.label_smoothing)
         return loss
 
+    def value(self, logits, target, reduction=None):
+        """pyce.cross_entropy(logits, target) with this layer's weight,
+        ignore_index and label_smoothing, under `reduction` (default
+        self.reduction); no gradient is computed or kept."""
+        reduction = self.reduction if reduction is None else reduction
+        return cross_entropy(logits, target, self.weight, self.ignore_index, reduction,
+                             self.label_smoothing)
+
+    def counted(self, target):
+        """Boolean mask of the rows whose target is not ignore_index."""
+        return np.asarray(target) != self.ignore_index
+
     def backward(self, grad=None):
+        """dloss/dlogits of the last forward, times grad when given (a scalar,
+        or for 'none' per-sample values); returns a new array."""
         if self._grad is None:
             raise RuntimeError("CrossEntropyLoss.backward called before forward")
         g = self._grad
@@ -457,9 +563,7 @@ def mlp(sizes, activation="elu", *, dtype=np.float32, rng=None, bias=True):
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least 2 entries (inputs, outputs), got {sizes!r}")
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
-            raise ValueError(f"sizes must be positive integers, got {sizes!r}")
+    sizes = [check_positive_int(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     gen = _as_generator(rng)

@@ -7,7 +7,7 @@ is flat -- {str: Python scalar or NumPy array} -- so it fits in an .npz;
 per-parameter buffers are keyed '<buffer>/<parameter name>'.
 
 Each step is one fused pass per parameter in C (pyce._nnk, see
-cext/pyce_nn_kernels.c): one read of param, grad and state and one write of
+cext/pyce_trainer_kernels.c): one read of param, grad and state and one write of
 param and state per element, no temporaries, no allocation per step. The
 arithmetic is done in the parameters' dtype (float32 or float64; data, grad
 and state must be C-contiguous arrays of that dtype and the parameter's
@@ -20,21 +20,17 @@ import math
 import numpy as np
 
 from pyce import _nnk
+from pyce._validate import check_nonneg_scalar
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
 
-def _check_nonneg(name, value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
 class Optimizer:
+    """Base of SGD and Adam: the parameter list, lr, zero_grad and the state dict.
+
+    params: the Parameter objects to update (``model.parameters()``); lr: the
+    learning rate, a finite float >= 0 (settable between steps).
+    """
     _hyper = ()      # names of the float hyper-parameters saved in state_dict
     _buffers = ()    # names of the per-parameter buffers saved in state_dict
 
@@ -55,7 +51,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        self._lr = _check_nonneg("lr", value)
+        self._lr = check_nonneg_scalar(value, "lr")
 
     def zero_grad(self):
         """Set every parameter's .grad to 0 (for pyce.nn.Parameter lazily: see
@@ -106,36 +102,53 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with PyTorch's rule (dampening 0):
+    """Stochastic gradient descent with torch.optim.SGD's arguments, in its
+    positional order, and its rule:
 
         g = grad + weight_decay * p
-        b = g (first step), b = momentum * b + g (later)     if momentum
-        g = g + momentum * b (nesterov) or g = b             if momentum
+        b = g (first step), b = momentum * b + (1 - dampening) * g (later)   if momentum
+        g = g + momentum * b (nesterov) or g = b                             if momentum
         p -= lr * g
+
+    params: model.parameters(); lr: learning rate (default 1e-3, as torch);
+    momentum, dampening, weight_decay: finite floats >= 0; nesterov: needs
+    momentum > 0 and dampening 0 (as torch). Arithmetic in the parameters'
+    dtype (see the module docstring).
     """
-    _hyper = ("momentum", "nesterov", "weight_decay")
+    _hyper = ("momentum", "dampening", "nesterov", "weight_decay")
     _buffers = ("momentum_buffer",)
 
-    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
         super().__init__(params, lr)
-        self.momentum = _check_nonneg("momentum", momentum)
-        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        self.momentum = check_nonneg_scalar(momentum, "momentum")
+        self.dampening = check_nonneg_scalar(dampening, "dampening")
+        self.weight_decay = check_nonneg_scalar(weight_decay, "weight_decay")
         self.nesterov = bool(nesterov)
-        if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0")
+        if self.nesterov and (self.momentum == 0 or self.dampening != 0):
+            raise ValueError(f"nesterov=True needs momentum > 0 and dampening 0, got "
+                             f"momentum={momentum!r}, dampening={dampening!r}")
         self._momentum_buffer = [None] * len(self.params)
         self.step_count = 0
 
+    def load_state_dict(self, d):
+        """Restore lr, hyper-parameters, step and momentum buffers (copied); a
+        state dict written before SGD had dampening gets torch's default 0."""
+        d = dict(d)
+        d.setdefault("dampening", 0.0)
+        super().load_state_dict(d)
+
     def step(self):
-        lr, mu, wd, nesterov = self.lr, self.momentum, self.weight_decay, self.nesterov
+        """One update of every parameter from its .grad (fused C pass each)."""
+        lr, mu, damp, wd = self.lr, self.momentum, self.dampening, self.weight_decay
         bufs = self._momentum_buffer
         for i, p in enumerate(self.params):
             first = mu != 0 and bufs[i] is None
             if first:
                 bufs[i] = np.empty_like(p.data)  # the kernel writes it: buf = d
             try:
-                _nnk.sgd_step(p.data, p.grad, bufs[i], lr, mu, wd, nesterov, first,
-                              self._names[i])
+                _nnk.sgd_step(p.data, p.grad, bufs[i], lr, mu, damp, wd, self.nesterov,
+                              first, self._names[i])
             except Exception:
                 if first:  # bad input: leave no uninitialized buffer behind
                     bufs[i] = None
@@ -150,6 +163,9 @@ class Adam(Optimizer):
         m = beta1 m + (1 - beta1) g    (as torch: m + (1 - beta1)(g - m))
         v = beta2 v + (1 - beta2) g^2
         p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    params: model.parameters(); lr: learning rate; betas: (beta1, beta2),
+    each in [0, 1); eps, weight_decay: finite floats >= 0.
     """
     _hyper = ("beta1", "beta2", "eps", "weight_decay")
     _buffers = ("exp_avg", "exp_avg_sq")
@@ -164,14 +180,15 @@ class Adam(Optimizer):
         for nm, b in (("betas[0]", self.beta1), ("betas[1]", self.beta2)):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"{nm} must be in [0, 1), got {b!r}")
-        self.eps = _check_nonneg("eps", eps)
-        self.weight_decay = _check_nonneg("weight_decay", weight_decay)
+        self.eps = check_nonneg_scalar(eps, "eps")
+        self.weight_decay = check_nonneg_scalar(weight_decay, "weight_decay")
         self._exp_avg = [np.zeros_like(p.data) for p in self.params]
         self._exp_avg_sq = [np.zeros_like(p.data) for p in self.params]
         self.step_count = 0
 
     @property
     def betas(self):
+        """(beta1, beta2)."""
         return (self.beta1, self.beta2)
 
     def _after_load(self):
@@ -181,6 +198,7 @@ class Adam(Optimizer):
                     bufs[i] = np.zeros_like(p.data)
 
     def step(self):
+        """One update of every parameter from its .grad (fused C pass each)."""
         self.step_count += 1
         t = self.step_count
         b1, b2 = self.beta1, self.beta2
