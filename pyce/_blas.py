@@ -8,26 +8,35 @@ so a gemm called here and a thread count set here are exactly those of
 NumPy), nothing is found: gemm() returns None, get_num_threads() returns None,
 set_num_threads() does nothing, and callers fall back to NumPy.
 
-Thread policy for small products (``threads_for``, used by pyce.train.fit):
-OpenBLAS hands a product to its worker threads when it is large enough, and
-the workers spin while they wait for work and for each other. On a machine
-whose cores are all busy with other processes, a spinning worker waits for a
-time slice, and a tiny product (microseconds of arithmetic) then takes
-milliseconds: `pyce train` on the digits took 17 s instead of 0.9 s with both
-cores busy. Products below SMALL_PRODUCT_MACS multiply-adds gain little from
-a second thread even when the cores are idle (README, "The trainer", has the
-measurements), so they run on one thread; larger ones keep NumPy's default.
+Thread policy (AdaptiveThreads, used by pyce.train.fit by default). OpenBLAS
+hands a product to its worker threads, which spin while they wait for work and
+for each other. When other processes keep every core busy, a spinning worker
+waits for a time slice, and a product of microseconds takes milliseconds:
+`pyce train` on the digits took 17 s instead of 0.9 s with both cores busy.
+On idle cores a second thread does help (7.0 instead of 8.0 ms per digits
+epoch on the machine of issue 12). So the thread count follows the cores the
+*other* processes leave idle, measured from /proc/stat (all CPU time minus
+this process's own) over windows of WINDOW_SECONDS: it starts at one thread
+and goes up to NumPy's default only while those cores are free. Where
+/proc/stat does not exist, products below SMALL_PRODUCT_MACS multiply-adds
+run on one thread and larger ones with NumPy's default (threads_for).
 """
 import contextlib
 import ctypes
 import glob
 import os
 import threading
+import time
 
 import numpy as np
 
 __all__ = ["gemm", "get_num_threads", "set_num_threads", "limit_threads", "threads_for",
-           "SMALL_PRODUCT_MACS"]
+           "AdaptiveThreads", "SMALL_PRODUCT_MACS", "WINDOW_SECONDS"]
+
+#: Length of the windows over which AdaptiveThreads measures the other
+#: processes' CPU use: /proc/stat counts in ticks of 10 ms, so a quarter of a
+#: second gives 25 ticks per core, enough to tell half a busy core.
+WINDOW_SECONDS = 0.25
 
 #: Below this many multiply-adds (m * n * k) per product a step's products run
 #: on one BLAS thread (see the module docstring). 2**24 = 16.8 M: the digits
@@ -126,3 +135,77 @@ def threads_for(macs):
     """The BLAS thread limit for products of at most `macs` multiply-adds:
     1 below SMALL_PRODUCT_MACS, None (NumPy's default) from there on."""
     return 1 if macs < SMALL_PRODUCT_MACS else None
+
+
+def _cpu_sample():
+    """(ticks of all cores, idle ticks, cores counted, this process's ticks), or
+    None where /proc/stat cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    v = [int(x) for x in lines[0].split()[1:]]
+    cores = sum(1 for ln in lines[1:] if ln.startswith("cpu"))
+    t = os.times()
+    own = (t.user + t.system) * os.sysconf("SC_CLK_TCK")
+    return sum(v), v[3] + v[4], max(cores, 1), own
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class AdaptiveThreads:
+    """NumPy's BLAS on as many threads as the other processes leave cores idle.
+
+    max_threads: the ceiling (NumPy's default thread count when None).
+    Starts at one thread; tick() (cheap: a clock read) is called once per
+    training step, and every WINDOW_SECONDS it reads /proc/stat and sets the
+    count to round(idle cores), clamped to [1, max_threads]. Use as a
+    context: the thread count in effect before is restored on exit. `counts`
+    lists the counts chosen, for tests and reports. Without NumPy's bundled
+    OpenBLAS it does nothing; without /proc/stat it stays at one thread.
+    """
+
+    def __init__(self, max_threads=None):
+        self.before = get_num_threads()
+        self.max = max_threads or self.before or 1
+        self.active = self.before is not None and _cpu_sample() is not None
+        self.counts = []
+        self._t0 = self._s0 = None
+
+    def __enter__(self):
+        if self.active:
+            self._set(1)
+            self._open_window()
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            set_num_threads(self.before)
+        return False
+
+    def _set(self, n):
+        if not self.counts or self.counts[-1] != n:
+            set_num_threads(n)
+            self.counts.append(n)
+
+    def _open_window(self):
+        self._t0, self._s0 = time.perf_counter(), _cpu_sample()
+
+    def tick(self):
+        """Re-decide the thread count when the current window is over."""
+        if not self.active or time.perf_counter() - self._t0 < WINDOW_SECONDS:
+            return
+        s1 = _cpu_sample()
+        total = 0 if s1 is None else s1[0] - self._s0[0]
+        if total > 0:
+            busy = total - (s1[1] - self._s0[1])
+            others = max(0.0, busy - (s1[3] - self._s0[3])) * s1[2] / total  # in cores
+            idle = min(_usable_cores(), s1[2]) - others
+            self._set(max(1, min(self.max, int(idle + 0.5))))
+        self._open_window()

@@ -67,41 +67,68 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     after its last epoch up to `epochs` in total and gives the same weights
     and History as an uninterrupted run.
 
-    blas_threads: 'auto' (default) runs the products on one BLAS thread when
-    the largest product of a step has fewer than pyce._blas.SMALL_PRODUCT_MACS
-    multiply-adds, and with NumPy's default threads otherwise: small products
-    gain little from threads on idle cores (the README's trainer section has
-    the measurements) and stall badly when other processes keep every core
-    busy. A positive int limits the BLAS to that many threads; None leaves it
-    as configured. The setting is restored when fit returns or raises.
+    blas_threads: 'auto' (default) gives NumPy's BLAS as many threads as the
+    other processes leave cores idle, re-measured every quarter second
+    (pyce._blas.AdaptiveThreads; one thread at the start): threads help a
+    little on idle cores and stall badly when other processes keep every core
+    busy (the README's trainer section has the measurements). Without
+    /proc/stat, one thread for small products (the largest product of a step
+    below pyce._blas.SMALL_PRODUCT_MACS multiply-adds), NumPy's default
+    otherwise. A positive int limits the BLAS to that many threads; None
+    leaves it as configured. The setting is restored when fit returns or
+    raises.
     """
     run = _Run(model, loss_fn, optimizer, epochs=epochs, batch_size=batch_size, seed=seed,
                verbose=verbose, early_stopping=early_stopping, checkpoint=checkpoint,
                on_epoch=on_epoch)
     run.set_data(x_train, y_train, x_test, y_test)
-    threads = _blas_threads(blas_threads, model, min(run.batch_size, len(run.x_train)))
+    policy = _blas_policy(blas_threads, model, min(run.batch_size, len(run.x_train)))
     if resume is not None and run.resume(resume):
         return run.history
-    with _blas.limit_threads(threads) as in_effect:
-        if in_effect is None and blas_threads not in (None, "auto"):
+    with policy:
+        if policy.in_effect is None and blas_threads not in (None, "auto"):
             warnings.warn(f"blas_threads={blas_threads} has no effect: NumPy's BLAS is not "
                           f"the scipy-openblas its wheels bundle (see pyce._blas)",
                           RuntimeWarning, stacklevel=2)
+        run.blas = policy
         return run.train()
 
 
-def _blas_threads(setting, model, rows):
-    """The BLAS thread limit for fit's `blas_threads` setting (see fit)."""
+class _FixedThreads:
+    """fit's BLAS setting for blas_threads=None or an int (tick does nothing)."""
+
+    def __init__(self, threads):
+        self.threads = threads
+        self.in_effect = None
+
+    def __enter__(self):
+        self._ctx = _blas.limit_threads(self.threads)
+        self.in_effect = self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+    def tick(self):
+        pass
+
+
+def _blas_policy(setting, model, rows):
+    """The BLAS thread policy for fit's `blas_threads` setting (see fit)."""
     if setting is None:
-        return None
+        return _FixedThreads(None)
     if isinstance(setting, str):
         if setting != "auto":
             raise ValueError(f"blas_threads must be 'auto', None or a positive integer, got "
                              f"{setting!r}")
+        adaptive = _blas.AdaptiveThreads()
+        if adaptive.active:
+            adaptive.in_effect = adaptive.before
+            return adaptive
         sizes = [m.in_features * m.out_features for m in model.modules()
                  if isinstance(m, Linear)]
-        return _blas.threads_for(rows * max(sizes, default=0))
-    return check_positive_int(setting, "blas_threads")
+        return _FixedThreads(_blas.threads_for(rows * max(sizes, default=0)))
+    return _FixedThreads(check_positive_int(setting, "blas_threads"))
 
 
 def _check_xy(x, y, dtype, xname, yname):
@@ -207,6 +234,7 @@ class _Run:
         self.rng = np.random.default_rng(seed)
         self.history, self.es = History(), EarlyState()
         self.start = self.step = 0
+        self.blas = _FixedThreads(None)
 
     def set_data(self, x_train, y_train, x_test, y_test):
         """Check and convert the data; allocate the batch buffers."""
@@ -308,6 +336,7 @@ class _Run:
         self.optimizer.zero_grad()
         self.model.backward(self.loss_fn.backward(), input_grad=False)
         self.optimizer.step()
+        self.blas.tick()
         self.history.step_losses.append(loss)
         np.argmax(logits, axis=1, out=self.pred[lo:lo + rows])  # accuracy once per epoch
         return self.loss_fn.batch_sum(loss, rows)
