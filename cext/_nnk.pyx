@@ -28,6 +28,8 @@ cdef extern from "pyce_trainer_kernels.h" nogil:
     void pyce_sgd_step_f64(double *p, const double *g, double *buf, int64_t n,
                            double lr, double mu, double damp1, double wd, int nesterov,
                            int first)
+    void pyce_sgd_apply_f32(float *p, float *buf, int64_t n, float lr, float c)
+    void pyce_sgd_apply_f64(double *p, double *buf, int64_t n, double lr, double c)
     void pyce_adam_step_f32(float *p, const float *g, float *m, float *v, int64_t n,
                             float wd, float w1, float beta2, float w2, float neg_step,
                             float bc2_sqrt, float eps)
@@ -172,6 +174,22 @@ def sgd_step(cnp.ndarray p, object g, object buf, double lr, double momentum,
             pyce_sgd_step_f32(<float *>_p(p), <const float *>gp, <float *>bp, n,
                               <float>lr, <float>momentum, <float>damp1, <float>weight_decay,
                               nesterov, first)
+
+
+def sgd_apply(cnp.ndarray p, object buf, double lr, double c, str name=""):
+    """The rest of an SGD momentum step after a gemm wrote the weight gradient
+    into the buffer (buf = momentum*buf + (1 - dampening)*grad): buf += c*p
+    when c != 0 (c = (1 - dampening)*weight_decay, or weight_decay on the
+    buffer's first step), then p -= lr*buf; one pass, in p's dtype."""
+    _check_param(p, name)
+    _check_state(p, buf, "momentum_buffer", name)
+    cdef int64_t n = cnp.PyArray_SIZE(p)
+    cdef void *bp = _p(<cnp.ndarray>buf)
+    with nogil:
+        if cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE:
+            pyce_sgd_apply_f64(<double *>_p(p), <double *>bp, n, lr, c)
+        else:
+            pyce_sgd_apply_f32(<float *>_p(p), <float *>bp, n, <float>lr, <float>c)
 
 
 def adam_step(cnp.ndarray p, object g, object exp_avg, object exp_avg_sq,

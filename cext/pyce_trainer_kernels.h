@@ -23,6 +23,10 @@ void pyce_sgd_step_f32(float *p, const float *g, float *buf, int64_t n,
                        float lr, float mu, float damp1, float wd, int nesterov, int first);
 void pyce_sgd_step_f64(double *p, const double *g, double *buf, int64_t n,
                        double lr, double mu, double damp1, double wd, int nesterov, int first);
+/* After a gemm wrote buf = mu*buf + (1 - dampening)*grad: buf += c*p (if c != 0),
+   p -= lr*buf. */
+void pyce_sgd_apply_f32(float *p, float *buf, int64_t n, float lr, float c);
+void pyce_sgd_apply_f64(double *p, double *buf, int64_t n, double lr, double c);
 void pyce_adam_step_f32(float *p, const float *g, float *m, float *v, int64_t n,
                         float wd, float w1, float beta2, float w2, float neg_step,
                         float bc2_sqrt, float eps);

@@ -96,6 +96,26 @@ PYCE_CLONES void SFX(pyce_sgd_step)(T *p, const T *g, T *buf, int64_t n, T lr, T
         SFX(sgd_momentum)(p, g, buf, n, lr, mu, damp1, wd, 0, damp, nesterov, first);
 }
 
+/* The rest of an SGD momentum step whose buffer a gemm already updated with
+ * the weight gradient (buf = mu*buf + (1 - dampening)*G, pyce.optim's fused
+ * path): buf += c*p (the weight decay term, c = (1 - dampening)*wd, or wd on
+ * the buffer's first step; skipped when c == 0), then p -= lr*buf. */
+PYCE_CLONES void SFX(pyce_sgd_apply)(T *p, T *buf, int64_t n, T lr, T c)
+{
+    if (c != 0) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            const T b = buf[i] + c * p[i];
+            buf[i] = b;
+            p[i] = p[i] - lr * b;
+        }
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++)
+            p[i] = p[i] - lr * buf[i];
+    }
+}
+
 /* ---- Adam ---- */
 
 /* The Adam loop (WD and SMALL_W1 literals at each call). m follows PyTorch's

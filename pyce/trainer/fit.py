@@ -25,6 +25,7 @@ from pyce.trainer.checkpoints import (load_checkpoint, load_model, restore_check
 from pyce.trainer.history import (DivergenceError, EarlyState, EarlyStopping, History,
                                   TrainingInterrupted)
 from pyce.trainer.nn import Linear, Loss, Module
+from pyce.trainer.optim import Optimizer
 
 __all__ = ["fit", "History", "EarlyStopping", "DivergenceError", "TrainingInterrupted",
            "save_model", "load_model", "save_checkpoint", "load_checkpoint"]
@@ -62,6 +63,11 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     (a copy is kept in memory at every epoch end) and TrainingInterrupted,
     a KeyboardInterrupt, is raised with .history holding the finished epochs.
 
+    With SGD with momentum (not nesterov), the weight gradients go straight
+    into the momentum buffers during fit (SGD.fused_gradients: one gemm with
+    beta = momentum instead of writing .grad and reading it back); those
+    weights' .grad read as zeros after fit.
+
     resume: the path of a checkpoint written by an earlier call with the same
     model architecture, optimizer type and batch_size; training continues
     after its last epoch up to `epochs` in total and gives the same weights
@@ -85,7 +91,7 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
     policy = _blas_policy(blas_threads, model, min(run.batch_size, len(run.x_train)))
     if resume is not None and run.resume(resume):
         return run.history
-    with policy:
+    with policy, optimizer.fused_gradients():
         if policy.in_effect is None and blas_threads not in (None, "auto"):
             warnings.warn(f"blas_threads={blas_threads} has no effect: NumPy's BLAS is not "
                           f"the scipy-openblas its wheels bundle (see pyce._blas)",
@@ -147,12 +153,15 @@ def _check_xy(x, y, dtype, xname, yname):
     return np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(y, dtype=np.int64)
 
 
-def _check_parts(model, loss_fn, early_stopping):
+def _check_parts(model, loss_fn, optimizer, early_stopping):
     if not isinstance(model, Module) or isinstance(model, Loss):
         raise TypeError(f"model must be a pyce.nn.Module (e.g. pyce.nn.mlp(...)), got "
                         f"{model!r}")
     if not model.parameters():
         raise ValueError("the model has no parameters")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a pyce.optim optimizer (SGD, Adam, or a subclass "
+                        f"of pyce.optim.Optimizer), got {optimizer!r}")
     if not isinstance(loss_fn, Loss):
         raise TypeError(f"loss_fn must be a pyce.nn.Loss (e.g. pyce.nn.CrossEntropyLoss()), "
                         f"got {loss_fn!r}")
@@ -225,7 +234,7 @@ class _Run:
 
     def __init__(self, model, loss_fn, optimizer, *, epochs, batch_size, seed, verbose,
                  early_stopping, checkpoint, on_epoch):
-        _check_parts(model, loss_fn, early_stopping)
+        _check_parts(model, loss_fn, optimizer, early_stopping)
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.epochs = check_positive_int(epochs, "epochs")
         self.batch_size = check_positive_int(batch_size, "batch_size")

@@ -70,17 +70,31 @@ class Parameter:
     semantics: zeros after zero_grad(), accumulation (``+=``) over several
     backward passes without one. (An array reference taken from ``grad``
     before zero_grad() keeps its old values until ``grad`` is read again.)
+
+    A product may instead go straight into an optimizer's state: while
+    ``sink`` is set (pyce.optim.SGD.fused_gradients(), used by
+    pyce.train.fit) the first backward after zero_grad() hands the weight
+    gradient's product to sink(param, a, b), which folds it into the momentum
+    buffer with one gemm, and the gradient is not stored: reading ``grad``
+    then raises until the next zero_grad().
     """
-    __slots__ = ("data", "_grad", "name", "_grad_pending_zero")
+    __slots__ = ("data", "_grad", "name", "_grad_pending_zero", "sink", "fused")
 
     def __init__(self, data, name=""):
         self.data = data
         self._grad = np.zeros_like(data)
         self.name = name
         self._grad_pending_zero = False
+        self.sink = None
+        self.fused = 0  # 1: gradient in the optimizer's buffer; 2: that step was taken
 
     @property
     def grad(self):
+        """The gradient array (zeros after zero_grad, PyTorch's semantics)."""
+        if self.fused:
+            raise RuntimeError(f"parameter {self.name!r}: its gradient went straight into "
+                               f"the optimizer's momentum buffer (SGD.fused_gradients, used "
+                               f"by pyce.train.fit) and was not stored")
         if self._grad_pending_zero:
             self._grad.fill(0)
             self._grad_pending_zero = False
@@ -90,15 +104,24 @@ class Parameter:
     def grad(self, value):
         self._grad = value
         self._grad_pending_zero = False
+        self.fused = 0
 
     def zero_grad(self):
         """Mark the gradient as zero (filled on the next read, or overwritten
         by the next backward pass)."""
         self._grad_pending_zero = True
+        self.fused = 0
 
     def _matmul_into_grad(self, a, b):
-        """grad += a @ b; written in place (no temporary, no zero fill) after zero_grad."""
+        """grad += a @ b; written in place (no temporary, no zero fill) after
+        zero_grad, or handed to `sink` (see the class docstring)."""
+        if self.fused:
+            raise RuntimeError(f"parameter {self.name!r}: a second backward pass without "
+                               f"zero_grad while its gradient goes into the optimizer's buffer")
         if self._grad_pending_zero:
+            if self.sink is not None and self.sink(self, a, b):
+                self.fused = 1
+                return
             np.matmul(a, b, out=self._grad)
             self._grad_pending_zero = False
         else:

@@ -15,11 +15,12 @@ shape, checked every step) with torch.optim's operations in torch.optim's
 order; results agree with torch to a few ulp per step (products may be
 fused with the following addition, as PyTorch's own CPU kernels do).
 """
+import contextlib
 import math
 
 import numpy as np
 
-from pyce import _nnk
+from pyce import _blas, _nnk
 from pyce._validate import check_nonneg_scalar
 
 __all__ = ["Optimizer", "SGD", "Adam"]
@@ -52,6 +53,12 @@ class Optimizer:
     @lr.setter
     def lr(self, value):
         self._lr = check_nonneg_scalar(value, "lr")
+
+    def fused_gradients(self):
+        """A context in which the optimizer may take the weight gradients'
+        products straight into its state (pyce.train.fit enters it around
+        training); the base class does nothing (see SGD.fused_gradients)."""
+        return contextlib.nullcontext()
 
     def zero_grad(self):
         """Set every parameter's .grad to 0 (for pyce.nn.Parameter lazily: see
@@ -129,6 +136,7 @@ class SGD(Optimizer):
             raise ValueError(f"nesterov=True needs momentum > 0 and dampening 0, got "
                              f"momentum={momentum!r}, dampening={dampening!r}")
         self._momentum_buffer = [None] * len(self.params)
+        self._fused_first = [False] * len(self.params)
         self.step_count = 0
 
     def load_state_dict(self, d):
@@ -138,11 +146,78 @@ class SGD(Optimizer):
         d.setdefault("dampening", 0.0)
         super().load_state_dict(d)
 
+    @contextlib.contextmanager
+    def fused_gradients(self):
+        """A context in which, with momentum and without nesterov, the weight
+        gradient of every 2-D pyce.nn.Parameter goes straight into its
+        momentum buffer: the backward pass calls one gemm of NumPy's BLAS
+        (pyce._blas) with alpha = 1 - dampening and beta = momentum (alpha 1,
+        beta 0 on the buffer's first step) instead of writing .grad, and
+        step() finishes with one pass (weight decay, p -= lr * buf). torch's
+        rule holds; only the rounding order differs (the weight-decay term is
+        added to the buffer after the gradient). Such a .grad is not stored:
+        reading it raises until the next zero_grad(), and on exit it reads as
+        zeros. Products whose operands gemm cannot take take the usual path.
+        Yields None."""
+        hooked = []
+        if self.momentum != 0 and not self.nesterov:
+            for i, p in enumerate(self.params):
+                if hasattr(p, "sink") and np.ndim(p.data) == 2 \
+                        and _blas.gemm(p.data.dtype) is not None:
+                    p.sink = self._sink_for(i)
+                    hooked.append(p)
+        try:
+            yield
+        finally:
+            for p in hooked:
+                p.sink = None
+                if p.fused:
+                    p.zero_grad()
+
+    def _sink_for(self, i):
+        def sink(p, a, b):
+            return self._gemm_into_buffer(i, p.data, a, b)
+        return sink
+
+    def _gemm_into_buffer(self, i, w, a, b):
+        """buf_i = momentum * buf_i + (1 - dampening) * (a @ b) by one gemm, or
+        False when the operands do not suit it (a must be the transpose of a
+        C-contiguous array, b have unit-stride rows, both of w's dtype)."""
+        at = a.T
+        isz = w.itemsize
+        if not (type(at) is np.ndarray and type(b) is np.ndarray and at.dtype == w.dtype
+                and b.dtype == w.dtype and at.flags.c_contiguous and w.flags.c_contiguous
+                and b.ndim == 2 and b.strides[1] == isz and b.strides[0] % isz == 0
+                and b.strides[0] >= b.shape[1] * isz and at.shape[0] == b.shape[0]
+                and (at.shape[1], b.shape[1]) == w.shape):
+            return False
+        buf = self._momentum_buffer[i]
+        first = buf is None
+        if first:
+            buf = self._momentum_buffer[i] = np.zeros_like(w)
+        alpha, beta = (1.0, 0.0) if first else (1.0 - self.dampening, self.momentum)
+        out, inp = w.shape
+        _blas.gemm(w.dtype)(101, 112, 111, out, inp, at.shape[0], alpha, at.ctypes.data, out,
+                            b.ctypes.data, b.strides[0] // isz, beta, buf.ctypes.data, inp)
+        self._fused_first[i] = first
+        return True
+
+    def _apply_fused(self, i, p):
+        if p.fused == 2:
+            raise RuntimeError(f"parameter {self._names[i]!r}: step() twice after one "
+                               f"backward pass whose gradient went into the momentum buffer")
+        c = self.weight_decay * (1.0 if self._fused_first[i] else 1.0 - self.dampening)
+        _nnk.sgd_apply(p.data, self._momentum_buffer[i], self.lr, c, self._names[i])
+        p.fused = 2
+
     def step(self):
         """One update of every parameter from its .grad (fused C pass each)."""
         lr, mu, damp, wd = self.lr, self.momentum, self.dampening, self.weight_decay
         bufs = self._momentum_buffer
         for i, p in enumerate(self.params):
+            if getattr(p, "fused", 0):
+                self._apply_fused(i, p)
+                continue
             first = mu != 0 and bufs[i] is None
             if first:
                 bufs[i] = np.empty_like(p.data)  # the kernel writes it: buf = d
