@@ -175,10 +175,14 @@ def _cifar_data(n):
     return rng.random((n, 3072), dtype=np.float32), rng.integers(0, 10, n)
 
 
-def _pyce_cifar(x, y):
-    """One epoch of fit on the CIFAR-shaped network (no evaluation)."""
+def _pyce_cifar(x, y, gemm_momentum=True):
+    """One epoch of fit on the CIFAR-shaped network (no evaluation); with
+    gemm_momentum=False SGD's fused_gradients is switched off (the weight
+    gradients are written to .grad and read back by the step, as before)."""
     model = nn.mlp(CIFAR_SIZES, rng=0)
     opt = optim.SGD(model.parameters(), lr=CIFAR_LR, momentum=MOMENTUM)
+    if not gemm_momentum:
+        opt.fused_gradients = _nullctx
     loss = nn.CrossEntropyLoss()
 
     def epoch():
@@ -246,7 +250,9 @@ def cifar_epoch_report(out=sys.stdout, n=50_000, threads=(1, None), rounds=2):
           f"batch {CIFAR_BATCH}, float32, SGD momentum {MOMENTUM}, no evaluation): best of "
           f"{rounds}, interleaved", file=out)
     for th in threads:
-        runs = {"pyce fit": _pyce_cifar(x, y), "products alone": _products_cifar(x)}
+        runs = {"pyce fit": _pyce_cifar(x, y),
+                "pyce fit, momentum not via gemm": _pyce_cifar(x, y, gemm_momentum=False),
+                "products alone": _products_cifar(x)}
         if torch is not None:
             runs["torch"] = _torch_cifar(torch, x, y)
         best = {}

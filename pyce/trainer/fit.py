@@ -24,7 +24,7 @@ from pyce.trainer.checkpoints import (load_checkpoint, load_model, restore_check
                                       save_checkpoint, save_model)
 from pyce.trainer.history import (DivergenceError, EarlyState, EarlyStopping, History,
                                   TrainingInterrupted)
-from pyce.trainer.nn import Linear, Loss, Module
+from pyce.trainer.nn import Loss, Module
 from pyce.trainer.optim import Optimizer
 
 __all__ = ["fit", "History", "EarlyStopping", "DivergenceError", "TrainingInterrupted",
@@ -131,8 +131,8 @@ def _blas_policy(setting, model, rows):
         if adaptive.active:
             adaptive.in_effect = adaptive.before
             return adaptive
-        sizes = [m.in_features * m.out_features for m in model.modules()
-                 if isinstance(m, Linear)]
+        # a weight matrix (out, in) takes part in products of rows * out * in
+        sizes = [p.data.size for p in model.parameters() if np.ndim(p.data) == 2]
         return _FixedThreads(_blas.threads_for(rows * max(sizes, default=0)))
     return _FixedThreads(check_positive_int(setting, "blas_threads"))
 

@@ -278,9 +278,12 @@ class Linear(Module):
         self._x = None
 
     def parameters(self):
+        """[weight] or [weight, bias]."""
         return [self.weight] if self.bias is None else [self.weight, self.bias]
 
     def forward(self, x):
+        """x (batch, in_features), converted to the layer's dtype if needed;
+        returns x @ weight.T + bias, (batch, out_features). Keeps x for backward."""
         x = _as_input(x, self.dtype, self.in_features, "Linear")
         self._x = x
         y = np.matmul(x, self.weight.data.T)
@@ -294,6 +297,9 @@ class Linear(Module):
         return y
 
     def backward(self, grad, *, input_grad=True):
+        """grad (batch, out_features) = dloss/doutput: accumulates grad.T @ x into
+        weight.grad and grad.sum(0) into bias.grad; returns grad @ weight
+        (batch, in_features), or None with input_grad=False."""
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
         self.weight._matmul_into_grad(grad.T, self._x)
@@ -344,6 +350,7 @@ class ELU(Module):
         self._x = self._y = None
 
     def forward(self, x):
+        """ELU of x (float64 stays float64, anything else becomes float32); a new array."""
         x = _contiguous(x, np.float64 if np.asarray(x).dtype == np.float64 else np.float32)
         y = np.empty_like(x)
         _nnk.elu_forward(x, y, self.alpha)
@@ -351,6 +358,8 @@ class ELU(Module):
         return y
 
     def backward(self, grad, *, input_grad=True):
+        """dloss/dinput for grad = dloss/doutput (the output's shape), or None
+        with input_grad=False (ELU has no parameters)."""
         if self._y is None:
             raise RuntimeError("ELU.backward called before forward")
         if not input_grad:  # no parameters: nothing else to do
@@ -376,11 +385,13 @@ class ReLU(Module):
         self._y = None
 
     def forward(self, x):
+        """max(x, 0) (float64 stays float64, anything else becomes float32)."""
         x = _contiguous(x, np.float64 if np.asarray(x).dtype == np.float64 else np.float32)
         self._y = np.maximum(x, 0)
         return self._y
 
     def backward(self, grad, *, input_grad=True):
+        """dloss/dinput for grad = dloss/doutput, or None with input_grad=False."""
         if self._y is None:
             raise RuntimeError("ReLU.backward called before forward")
         if not input_grad:  # no parameters: nothing else to do
@@ -425,12 +436,15 @@ class Sequential(Module):
         return len(self.layers)
 
     def parameters(self):
+        """Every layer's parameters, in order."""
         return [p for layer in self.layers for p in layer.parameters()]
 
     def children(self):
+        """The layers."""
         return list(self.layers)
 
     def forward(self, x):
+        """The layers applied in order to x; returns the last one's output."""
         for layer in self.layers:
             x = layer.forward(x)
         return x
@@ -533,6 +547,8 @@ class CrossEntropyLoss(Loss):
         self._grad = None
 
     def forward(self, logits, target):
+        """pyce.cross_entropy_and_grad(logits, target, ...) with this layer's
+        options: returns the loss, keeps dloss/dlogits for backward."""
         loss, self._grad = cross_entropy_and_grad(
             logits, target, self.weight, self.ignore_index, self.reduction,
             self.label_smoothing)
@@ -575,10 +591,13 @@ _ACTIVATIONS = {"elu": ELU, "relu": ReLU}
 
 
 def mlp(sizes, activation="elu", *, dtype=np.float32, rng=None, bias=True):
-    """Linear(sizes[0], sizes[1]), act, ..., Linear(sizes[-2], sizes[-1]).
+    """Linear(sizes[0], sizes[1]), act, ..., Linear(sizes[-2], sizes[-1]); returns
+    the Sequential (with .sizes and .activation set).
 
+    sizes: at least two positive ints (inputs, hidden..., outputs);
     activation: 'elu' or 'relu' (none after the last layer: it feeds the
-    softmax of CrossEntropyLoss). Hidden layers get He-normal weights with
+    softmax of CrossEntropyLoss); dtype: float32 or float64; bias: whether
+    the Linear layers have biases. Hidden layers get He-normal weights with
     gain sqrt(2), the output layer gain 1 ('linear'); biases are 0. rng:
     None, an int seed or a numpy Generator; one Generator draws all layers in
     order, so a seed fixes the whole model.

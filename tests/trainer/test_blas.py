@@ -83,3 +83,18 @@ def test_fit_uses_one_blas_thread_under_load_by_default_and_restores(monkeypatch
               on_epoch=lambda h: seen.append(_blas.get_num_threads()))
     assert seen == [1, 1]
     assert _blas.get_num_threads() == before
+
+
+@pytest.mark.parametrize("macs_limit, want_one", [(1 << 24, True), (10, False)])
+def test_fit_without_proc_stat_decides_by_product_size(monkeypatch, macs_limit, want_one):
+    monkeypatch.setattr(_blas, "_cpu_sample", lambda: None)
+    monkeypatch.setattr(_blas, "SMALL_PRODUCT_MACS", macs_limit)
+    before = _blas.get_num_threads()
+    seen = []
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    model = nn.mlp([5, 6, 3], rng=0)  # largest product 8 x 6 x 5 = 240 multiply-adds
+    train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, y,
+              epochs=1, batch_size=8, verbose=0,
+              on_epoch=lambda h: seen.append(_blas.get_num_threads()))
+    assert seen == [1 if want_one else before]
