@@ -140,7 +140,7 @@ extensions = [
     Extension(
         "pyce._nnk",
         sources=["cext/_nnk.pyx", "cext/pyce_trainer_kernels.c"],
-        depends=["cext/pyce_trainer_kernels.h", "cext/pyce_trainer_kernels_template.h",
+        depends=["cext/pyce_trainer_kernels.h", "cext/pyce_trainer_template.h",
                  "cext/pyce_exp.h", "cext/pyce_dispatch.h"],
         include_dirs=[np.get_include(), "cext"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],

@@ -1,7 +1,7 @@
 /*
  * pyce's trainer kernels: one-pass elementwise kernels for pyce.nn's
  * activations and Linear's bias, and pyce.optim's fused optimizer steps.
- * The loops are written once, in pyce_trainer_kernels_template.h, which this
+ * The loops are written once, in pyce_trainer_template.h, which this
  * file includes twice (T = float, then T = double; the same scheme as
  * pyce_kernels.c with pyce_kernel_impl.h).
  *
@@ -114,7 +114,7 @@ PYCE_ALWAYS_INLINE double pyce_sqrt_f64(double x) { return sqrt(x); }
 #define T float
 #define ACC double
 #define SFX(name) name##_f32
-#include "pyce_trainer_kernels_template.h"
+#include "pyce_trainer_template.h"
 #undef T
 #undef ACC
 #undef SFX
@@ -122,7 +122,7 @@ PYCE_ALWAYS_INLINE double pyce_sqrt_f64(double x) { return sqrt(x); }
 #define T double
 #define ACC double
 #define SFX(name) name##_f64
-#include "pyce_trainer_kernels_template.h"
+#include "pyce_trainer_template.h"
 #undef T
 #undef ACC
 #undef SFX
