@@ -27,7 +27,7 @@ from pyce.trainer.history import (DivergenceError, EarlyState, EarlyStopping, Hi
 from pyce.trainer.nn import Loss, Module
 from pyce.trainer.optim import Optimizer
 
-__all__ = ["fit", "History", "EarlyStopping", "DivergenceError", "TrainingInterrupted",
+__all__ = ["fit", "evaluate", "divergence_message", "History", "EarlyStopping", "DivergenceError", "TrainingInterrupted",
            "save_model", "load_model", "save_checkpoint", "load_checkpoint"]
 
 
@@ -188,8 +188,13 @@ def evaluate(model, loss_fn, x, y, chunk=2048):
     return loss, (correct / counted if counted else float("nan"))
 
 
-def _divergence_message(where, loss, reduction, batch_size, lr, bad_input):
-    step, epoch, batch, n_batches = where
+def divergence_message(*, step, epoch, batch, n_batches, loss, reduction, batch_size, lr,
+                       bad_input):
+    """The message of a DivergenceError (the one owner of its text; also used by
+    pyce.sklearn): where training diverged (step, epoch, batch of n_batches,
+    all 1-based), the loss value, the settings (reduction, batch_size, lr) and
+    what to do; bad_input says whether the batch itself held NaN or inf.
+    Returns the text."""
     msg = (f"training diverged at step {step} (epoch {epoch}, batch {batch} of {n_batches}): "
            f"the loss is {loss}. Settings: reduction={reduction!r}, batch_size={batch_size}, "
            f"lr={lr:g}. ")
@@ -353,9 +358,10 @@ class _Run:
     def _diverged(self, where, loss, xb):
         h = self.history
         h.diverged = True
-        h.message = _divergence_message(
-            (self.step, where[0], where[1] + 1, self.n_batches), loss, self.loss_fn.reduction,
-            self.batch_size, self.optimizer.lr, not np.isfinite(xb).all())
+        h.message = divergence_message(
+            step=self.step, epoch=where[0], batch=where[1] + 1, n_batches=self.n_batches,
+            loss=loss, reduction=self.loss_fn.reduction, batch_size=self.batch_size,
+            lr=self.optimizer.lr, bad_input=not np.isfinite(xb).all())
         raise DivergenceError(h.message, h)
 
     def _record(self, epoch, perm, loss_sum):

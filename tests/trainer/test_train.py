@@ -217,3 +217,15 @@ def test_blas_threads_must_be_auto_none_or_a_positive_int(bad, error):
     with pytest.raises(error, match="blas_threads"):
         train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, y,
                   epochs=1, batch_size=8, verbose=0, blas_threads=bad)
+
+
+def test_divergence_message_is_public_and_is_what_fit_raises():
+    x = np.full((8, 3), np.nan)
+    y = np.zeros(8, np.int64)
+    model = nn.mlp([3, 2], rng=0)
+    with pytest.raises(train.DivergenceError) as info:
+        train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, y,
+                  epochs=1, batch_size=4, verbose=0)
+    want = train.divergence_message(step=1, epoch=1, batch=1, n_batches=2, loss=float("nan"),
+                                    reduction="mean", batch_size=4, lr=0.1, bad_input=True)
+    assert str(info.value) == want and "NaN or inf" in want
