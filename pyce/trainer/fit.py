@@ -27,8 +27,9 @@ from pyce.trainer.history import (DivergenceError, EarlyState, EarlyStopping, Hi
 from pyce.trainer.nn import Loss, Module
 from pyce.trainer.optim import Optimizer
 
-__all__ = ["fit", "evaluate", "divergence_message", "History", "EarlyStopping", "DivergenceError", "TrainingInterrupted",
-           "save_model", "load_model", "save_checkpoint", "load_checkpoint"]
+__all__ = ["fit", "evaluate", "divergence_message", "History", "EarlyStopping",
+           "DivergenceError", "TrainingInterrupted", "save_model", "load_model",
+           "save_checkpoint", "load_checkpoint"]
 
 
 def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_test=None,
