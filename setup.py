@@ -3,7 +3,7 @@
 Every build setting is here:
 - two Extensions: the loss kernels (cext/_ce.pyx over pyce_loss_kernels.c,
   which includes the template pyce_loss_template.h twice) and the trainer's
-  kernels (cext/_nnk.pyx over pyce_nn_kernels.c); both share the exp
+  kernels (cext/_nnk.pyx over pyce_trainer_kernels.c); both share the exp
   (pyce_exp.h) and the runtime dispatch (pyce_dispatch.h).  NumPy's headers,
   NPY_NO_DEPRECATED_API pinned;
 - -O3 and -fno-trapping-math (so GCC vectorizes the branch-free exp), never
@@ -173,8 +173,9 @@ extensions = [
     ),
     Extension(
         "pyce._nnk",
-        sources=["cext/_nnk.pyx", "cext/pyce_nn_kernels.c"],
-        depends=["cext/pyce_nn_kernels.h", "cext/pyce_exp.h", "cext/pyce_dispatch.h"],
+        sources=["cext/_nnk.pyx", "cext/pyce_trainer_kernels.c"],
+        depends=["cext/pyce_trainer_kernels.h", "cext/pyce_trainer_template.h",
+                 "cext/pyce_exp.h", "cext/pyce_dispatch.h"],
         include_dirs=[np.get_include(), "cext"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),

@@ -14,11 +14,12 @@ weights loaded into it, the same permutation, so the same batches), with the
 BLAS / torch limited to 1 thread and with their defaults (skipped without
 torch).
 
-cifar-sized: 3072-256-128-10 ELU MLP on 50,000 synthetic samples, batch 64,
-one epoch of fit; every matrix product of the layers goes through
-pyce.nn._matmul, which is rebound to a timed np.matmul, so "inside the
-matrix products" is measured directly and everything else (gather, bias,
-ELU, loss, zero_grad, optimizer step, Python) is the rest of the epoch.
+cifar: the CIFAR-shaped network of issue 13 (3072-512-256-10 ELU, batch 128,
+SGD momentum 0.9, one epoch of 50,000 synthetic rows, no evaluation): one
+epoch of pyce.train.fit, the same matrix products alone (the calls the layers
+make, on preallocated operands: what the epoch would cost if everything else
+were free) and the same network and batches in torch, interleaved in one
+process, with the BLAS (and torch) on 1 thread and on their defaults.
 
 threads: the digits epoch and its largest product with the BLAS at 1 and at
 2 threads, alternating, to tell the cost of threads on tiny products from
@@ -165,54 +166,115 @@ def digits_report(out=sys.stdout):
                   file=out)
 
 
-def cifar_share(n=50_000, blas_threads=None, batch=BATCH):
-    """(epoch seconds, seconds inside the matrix products, seconds in optimizer.step, load)."""
+CIFAR_SIZES = [3072, 512, 256, 10]
+CIFAR_BATCH, CIFAR_LR = 128, 0.01
+
+
+def _cifar_data(n):
     rng = np.random.default_rng(0)
-    x = rng.random((n, 3072), dtype=np.float32)
-    y = rng.integers(0, 10, n)
-    model = nn.mlp([3072, 256, 128, 10], rng=0)
-    opt = optim.SGD(model.parameters(), lr=0.01, momentum=MOMENTUM)
+    return rng.random((n, 3072), dtype=np.float32), rng.integers(0, 10, n)
+
+
+def _pyce_cifar(x, y, gemm_momentum=True):
+    """One epoch of fit on the CIFAR-shaped network (no evaluation); with
+    gemm_momentum=False SGD's fused_gradients is switched off (the weight
+    gradients are written to .grad and read back by the step, as before)."""
+    model = nn.mlp(CIFAR_SIZES, rng=0)
+    opt = optim.SGD(model.parameters(), lr=CIFAR_LR, momentum=MOMENTUM)
+    if not gemm_momentum:
+        opt.fused_gradients = _nullctx
     loss = nn.CrossEntropyLoss()
-    spent = {"matmul": 0.0, "step": 0.0}
-    matmul = np.matmul
 
-    def timed_matmul(*a, **k):
-        t = time.perf_counter()
-        r = matmul(*a, **k)
-        spent["matmul"] += time.perf_counter() - t
-        return r
+    def epoch():
+        train.fit(model, loss, opt, x, y, epochs=1, batch_size=CIFAR_BATCH, verbose=0,
+                  blas_threads=None)  # the thread count is set by the caller
+    return epoch
 
-    step = opt.step
 
-    def timed_step():
-        t = time.perf_counter()
-        step()
-        spent["step"] += time.perf_counter() - t
+def _products_cifar(x):
+    """The matrix products of one epoch of that network alone, with the calls
+    the layers make: per batch three forward products, three weight-gradient
+    products and two input-gradient products (the first layer's is skipped),
+    into preallocated arrays."""
+    rng = np.random.default_rng(1)
+    sizes = CIFAR_SIZES
+    ws = [rng.standard_normal((o, i)).astype(np.float32) for i, o in zip(sizes, sizes[1:])]
+    n = len(x)
 
-    # warm-up on a slice (allocations, BLAS buffers, first-step momentum buffers)
-    train.fit(model, loss, opt, x[:1024], y[:1024], epochs=1, batch_size=batch, verbose=0,
-              blas_threads=blas_threads)
-    nn._matmul, opt.step = timed_matmul, timed_step
+    def epoch():
+        for s in range(0, n, CIFAR_BATCH):
+            xb = x[s:s + CIFAR_BATCH]
+            acts = [xb]
+            for w in ws:
+                acts.append(np.matmul(acts[-1], w.T))
+            g = acts[-1]
+            for i in range(len(ws) - 1, -1, -1):
+                np.matmul(g.T, acts[i])
+                if i:
+                    g = np.matmul(g, ws[i])
+    return epoch
+
+
+def _torch_cifar(torch, x, y):
+    """The same network and batches in torch (pyce's initial weights)."""
+    ref = nn.mlp(CIFAR_SIZES, rng=0)
+    tm = torch.nn.Sequential(torch.nn.Linear(3072, 512), torch.nn.ELU(),
+                             torch.nn.Linear(512, 256), torch.nn.ELU(), torch.nn.Linear(256, 10))
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in ref.state_dict().items()})
+    opt = torch.optim.SGD(tm.parameters(), lr=CIFAR_LR, momentum=MOMENTUM)
+    lossf = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    perm = torch.from_numpy(np.random.default_rng(SEED).permutation(len(x)))
+
+    def epoch():
+        for s in range(0, len(x), CIFAR_BATCH):
+            idx = perm[s:s + CIFAR_BATCH]
+            loss = lossf(tm(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss.item()
+    return epoch
+
+
+def cifar_epoch_report(out=sys.stdout, n=50_000, threads=(1, None), rounds=2):
+    """The CIFAR-shaped epoch (issue 13): pyce's fit, the same products alone,
+    torch; interleaved in this process, `rounds` times, best time of each."""
+    from pyce import _blas
+    x, y = _cifar_data(n)
     try:
-        with _Load() as load:
-            t = time.perf_counter()
-            train.fit(model, loss, opt, x, y, epochs=1, batch_size=batch, verbose=0,
-                      blas_threads=blas_threads)
-            total = time.perf_counter() - t
-    finally:
-        nn._matmul = matmul
-        del opt.step
-    return total, spent["matmul"], spent["step"], load
+        import torch
+    except ImportError:
+        torch = None
+    print(f"cifar-shaped epoch ({n} x 3072 synthetic, {'-'.join(map(str, CIFAR_SIZES))} ELU, "
+          f"batch {CIFAR_BATCH}, float32, SGD momentum {MOMENTUM}, no evaluation): best of "
+          f"{rounds}, interleaved", file=out)
+    for th in threads:
+        runs = {"pyce fit": _pyce_cifar(x, y),
+                "pyce fit, momentum not via gemm": _pyce_cifar(x, y, gemm_momentum=False),
+                "products alone": _products_cifar(x)}
+        if torch is not None:
+            runs["torch"] = _torch_cifar(torch, x, y)
+        best = {}
+        with _blas.limit_threads(th), _torch_threads(torch, th) if torch else _nullctx(), \
+                _Load() as load:
+            for _ in range(rounds):
+                for name, fn in runs.items():
+                    t = time.perf_counter()
+                    fn()
+                    best[name] = min(best.get(name, np.inf), time.perf_counter() - t)
+        label = "1 thread" if th == 1 else "default threads"
+        mm = best["products alone"]
+        cells = [f"{k} {v:.2f} s ({v / mm:.2f}x products)" for k, v in best.items()]
+        print(f"  {label}: " + "; ".join(cells) + f"   ({load})", file=out)
 
 
-def cifar_report(out=sys.stdout, n=50_000, batch=BATCH):
-    print(f"cifar-sized epoch ({n} x 3072 synthetic, 3072-256-128-10 ELU, batch {batch}, "
-          f"float32, SGD momentum):", file=out)
-    for threads in (1, None):
-        total, mm, step, load = cifar_share(n, threads, batch)
-        label = "1 BLAS thread" if threads == 1 else "default BLAS "
-        print(f"  {label}: {total:.2f} s; matrix products {mm / total:.1%}, everything else "
-              f"{1 - mm / total:.1%} (optimizer step {step / total:.1%})   ({load})", file=out)
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def blas_threads_report(out=sys.stdout, rounds=3):
@@ -274,17 +336,17 @@ def test_torch_digits_epoch(benchmark, threads):
 
 @pytest.mark.large
 @pytest.mark.benchmark(group="cifar-epoch")
-def test_cifar_non_matmul_share(benchmark):
-    res = {}
-
-    def run():
-        res["r"] = cifar_share(blas_threads=1)
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    total, mm, step, load = res["r"]
-    benchmark.extra_info.update(non_matmul_share=1 - mm / total, step_share=step / total,
-                                load=str(load))
-    print(f"\ncifar-sized epoch, 1 BLAS thread: {total:.2f} s; matrix products {mm / total:.1%}, "
-          f"everything else {1 - mm / total:.1%} (optimizer step {step / total:.1%}) ({load})")
+@pytest.mark.parametrize("what", ["pyce", "products", "torch"])
+def test_cifar_epoch(benchmark, what):
+    x, y = _cifar_data(50_000)
+    if what == "torch":
+        torch = pytest.importorskip("torch")
+        epoch = _torch_cifar(torch, x, y)
+    else:
+        epoch = _pyce_cifar(x, y) if what == "pyce" else _products_cifar(x)
+    with _Load() as load:
+        benchmark.pedantic(epoch, rounds=1, iterations=1)
+    benchmark.extra_info["load"] = str(load)
 
 
 if __name__ == "__main__":
@@ -292,7 +354,6 @@ if __name__ == "__main__":
     if "digits" in what:
         digits_report()
     if "cifar" in what:
-        for batch in (BATCH, 256):
-            cifar_report(batch=batch)
+        cifar_epoch_report()
     if "threads" in what:
         blas_threads_report()

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Cython layer over cext/pyce_nn_kernels.c: pyce.nn's activation kernels and
+"""Cython layer over cext/pyce_trainer_kernels.c (the trainer kernels): pyce.nn's activation kernels and
 pyce.optim's fused SGD/Adam steps.
 
 Activation arguments are validated by pyce/nn.py: C-contiguous arrays of one
@@ -12,7 +12,7 @@ from libc.stdint cimport int64_t
 
 cnp.import_array()
 
-cdef extern from "pyce_nn_kernels.h" nogil:
+cdef extern from "pyce_trainer_kernels.h" nogil:
     void pyce_elu_fwd_f32(const float *x, float *y, int64_t n, float alpha)
     void pyce_elu_fwd_f64(const double *x, double *y, int64_t n, double alpha)
     void pyce_elu_bwd_f32(const float *x, const float *y, const float *g, float *dx,
@@ -24,9 +24,12 @@ cdef extern from "pyce_nn_kernels.h" nogil:
     void pyce_expm1_f32(const float *x, float *y, int64_t n)
     void pyce_expm1_f64(const double *x, double *y, int64_t n)
     void pyce_sgd_step_f32(float *p, const float *g, float *buf, int64_t n,
-                           float lr, float mu, float wd, int nesterov, int first)
+                           float lr, float mu, float damp1, float wd, int nesterov, int first)
     void pyce_sgd_step_f64(double *p, const double *g, double *buf, int64_t n,
-                           double lr, double mu, double wd, int nesterov, int first)
+                           double lr, double mu, double damp1, double wd, int nesterov,
+                           int first)
+    void pyce_sgd_apply_f32(float *p, float *buf, int64_t n, float lr, float c)
+    void pyce_sgd_apply_f64(double *p, double *buf, int64_t n, double lr, double c)
     void pyce_adam_step_f32(float *p, const float *g, float *m, float *v, int64_t n,
                             float wd, float w1, float beta2, float w2, float neg_step,
                             float bc2_sqrt, float eps)
@@ -147,11 +150,13 @@ cdef int _check_param(cnp.ndarray p, str name) except -1:
 
 
 def sgd_step(cnp.ndarray p, object g, object buf, double lr, double momentum,
-             double weight_decay, bint nesterov, bint first, str name=""):
-    """One fused SGD step in place on p (and buf), PyTorch's rule (dampening 0):
-    d = g + weight_decay*p; buf = d if first else momentum*buf + d;
+             double dampening, double weight_decay, bint nesterov, bint first, str name=""):
+    """One fused SGD step in place on p (and buf), PyTorch's rule:
+    d = g + weight_decay*p; buf = d if first else momentum*buf + (1 - dampening)*d;
     d = d + momentum*buf if nesterov else buf; p -= lr*d.
-    buf is None (and unused) when momentum == 0. Arithmetic in p's dtype."""
+    buf is None (and unused) when momentum == 0; nesterov needs dampening == 0
+    (checked by pyce.optim.SGD). Arithmetic in p's dtype, 1 - dampening
+    computed in double and rounded once."""
     _check_param(p, name)
     _check_state(p, g, "grad", name)
     cdef bint use_buf = momentum != 0
@@ -160,13 +165,31 @@ def sgd_step(cnp.ndarray p, object g, object buf, double lr, double momentum,
     cdef int64_t n = cnp.PyArray_SIZE(p)
     cdef void *gp = _p(<cnp.ndarray>g)
     cdef void *bp = _p(<cnp.ndarray>buf) if use_buf else NULL
+    cdef double damp1 = 1.0 - dampening
     with nogil:
         if cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE:
             pyce_sgd_step_f64(<double *>_p(p), <const double *>gp, <double *>bp, n,
-                              lr, momentum, weight_decay, nesterov, first)
+                              lr, momentum, damp1, weight_decay, nesterov, first)
         else:
             pyce_sgd_step_f32(<float *>_p(p), <const float *>gp, <float *>bp, n,
-                              <float>lr, <float>momentum, <float>weight_decay, nesterov, first)
+                              <float>lr, <float>momentum, <float>damp1, <float>weight_decay,
+                              nesterov, first)
+
+
+def sgd_apply(cnp.ndarray p, object buf, double lr, double c, str name=""):
+    """The rest of an SGD momentum step after a gemm wrote the weight gradient
+    into the buffer (buf = momentum*buf + (1 - dampening)*grad): buf += c*p
+    when c != 0 (c = (1 - dampening)*weight_decay, or weight_decay on the
+    buffer's first step), then p -= lr*buf; one pass, in p's dtype."""
+    _check_param(p, name)
+    _check_state(p, buf, "momentum_buffer", name)
+    cdef int64_t n = cnp.PyArray_SIZE(p)
+    cdef void *bp = _p(<cnp.ndarray>buf)
+    with nogil:
+        if cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE:
+            pyce_sgd_apply_f64(<double *>_p(p), <double *>bp, n, lr, c)
+        else:
+            pyce_sgd_apply_f32(<float *>_p(p), <float *>bp, n, <float>lr, <float>c)
 
 
 def adam_step(cnp.ndarray p, object g, object exp_avg, object exp_avg_sq,

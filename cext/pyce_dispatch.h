@@ -1,6 +1,6 @@
 /*
- * Runtime dispatch shared by pyce's C kernels (cext/pyce_kernels.c and
- * cext/pyce_nn_kernels.c).
+ * Runtime dispatch shared by pyce's C kernels (cext/pyce_loss_kernels.c and
+ * cext/pyce_trainer_kernels.c).
  */
 #ifndef PYCE_DISPATCH_H
 #define PYCE_DISPATCH_H

@@ -31,9 +31,9 @@ from pyce._core import (cross_entropy, cross_entropy_and_grad, cross_entropy_bac
                         log_softmax, softmax)
 from pyce._config import show_config
 from pyce._linear import linear_cross_entropy, linear_cross_entropy_and_grad
-from pyce._gradcheck import gradcheck
+from pyce.trainer.gradcheck import gradcheck
 from pyce import reference  # noqa: E402  (the plain-NumPy twin, an attribute after `import pyce`)
-from pyce import nn, optim, train  # noqa: E402  (the trainer, on top of the kernels)
+from pyce import nn, optim, train  # noqa: E402  (the trainer's public paths)
 
 __version__ = "0.1.0"
 

@@ -130,32 +130,10 @@ class _CblasMatmuls:
                    0.0 if first else 1.0, d_weight, self.h)
 
 
-_GEMM = {}
-
-
 def _numpy_gemm(dtype):
-    """NumPy's bundled cblas_?gemm (ILP64) through ctypes, or None."""
-    key = np.dtype(dtype).char
-    if key not in _GEMM:
-        _GEMM[key] = None
-        try:
-            import ctypes
-            import glob
-            import os
-            libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-            paths = sorted(glob.glob(os.path.join(libdir, "libscipy_openblas64_*.so*")))
-            if paths:
-                lib = ctypes.CDLL(paths[0])
-                fn = getattr(lib, f"scipy_cblas_{'s' if key == 'f' else 'd'}gemm64_")
-                real = ctypes.c_float if key == "f" else ctypes.c_double
-                i64, ptr = ctypes.c_int64, ctypes.c_void_p
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, real,
-                               ptr, i64, ptr, i64, real, ptr, i64]
-                fn.restype = None
-                _GEMM[key] = fn
-        except (OSError, AttributeError):
-            pass
-    return _GEMM[key]
+    """NumPy's bundled cblas_?gemm (ILP64) through ctypes, or None (see pyce._blas)."""
+    from pyce._blas import gemm
+    return gemm(dtype)
 
 
 def _matmuls(hidden, weight):

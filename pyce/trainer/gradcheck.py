@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from pyce.nn import CrossEntropyLoss
+from pyce.trainer.nn import CrossEntropyLoss
 
 __all__ = ["gradcheck", "GradcheckReport", "ParamCheck"]
 

@@ -18,9 +18,10 @@ STEPS = 4
 # float32 against the float64 rule: a few float32 roundings per step, STEPS steps
 TOL = {np.float32: dict(rtol=2e-6, atol=2e-6), np.float64: dict(rtol=1e-13, atol=1e-14)}
 
-SGD_OPTIONS = [dict(momentum=mu, nesterov=nes, weight_decay=wd)
-               for mu, nes, wd in itertools.product([0.0, 0.9], [False, True], [0.0, 0.01])
-               if not (nes and mu == 0)]
+SGD_OPTIONS = [dict(momentum=mu, dampening=damp, nesterov=nes, weight_decay=wd)
+               for mu, damp, nes, wd in itertools.product([0.0, 0.9], [0.0, 0.3], [False, True],
+                                                          [0.0, 0.01])
+               if not (nes and (mu == 0 or damp != 0))]
 ADAM_OPTIONS = [dict(betas=b, weight_decay=wd, eps=eps)
                 # beta1 = 0.3: lerp weight 0.7 >= 0.5 takes PyTorch's other lerp branch;
                 # beta1 = 0: m is the gradient itself
@@ -47,13 +48,14 @@ def _train(opt, ps, dtype):
         opt.step()
 
 
-def _sgd_rule(p0, grads, lr, momentum, nesterov, weight_decay):
-    """torch.optim.SGD's documented rule (dampening 0), float64."""
+def _sgd_rule(p0, grads, lr, momentum, dampening, nesterov, weight_decay):
+    """torch.optim.SGD's documented rule, float64 (the first step's buffer is
+    the gradient itself, undampened)."""
     p, buf = p0.astype(np.float64), None
     for g in grads:
         d = g.astype(np.float64) + weight_decay * p
         if momentum:
-            buf = d.copy() if buf is None else momentum * buf + d
+            buf = d.copy() if buf is None else momentum * buf + (1 - dampening) * d
             d = d + momentum * buf if nesterov else buf
         p = p - lr * d
     return p

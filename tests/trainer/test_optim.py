@@ -100,9 +100,46 @@ def test_lr_is_settable_and_validated():
         opt.lr = -1
     with pytest.raises(ValueError, match="nesterov"):
         optim.SGD(_params(), lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="dampening"):
+        optim.SGD(_params(), 0.1, 0.9, 0.1, 0.0, True)  # torch: nesterov needs dampening 0
+    with pytest.raises(ValueError, match="dampening"):
+        optim.SGD(_params(), lr=0.1, momentum=0.9, dampening=-0.5)
+    with pytest.raises(TypeError, match="momentum"):
+        optim.SGD(_params(), lr=0.1, momentum="fast")
     with pytest.raises(ValueError, match="betas"):
         optim.Adam(_params(), betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="params"):
         optim.Adam([])
     with pytest.raises(ValueError, match="SGD"):
         optim.Adam(_params()).load_state_dict(optim.SGD(_params(), lr=1).state_dict())
+
+
+def test_sgd_positional_arguments_are_torchs_order():
+    # torch.optim.SGD(params, lr, momentum, dampening, weight_decay, nesterov)
+    opt = optim.SGD(_params(), 0.1, 0.9, 0.25, 0.01, False)
+    assert (opt.lr, opt.momentum, opt.dampening, opt.weight_decay, opt.nesterov) == \
+        (0.1, 0.9, 0.25, 0.01, False)
+    assert optim.SGD(_params()).lr == 1e-3  # torch's default lr
+
+
+def test_sgd_dampening_scales_later_gradients_not_the_first():
+    ps = _params()
+    p0 = [p.data.copy() for p in ps]
+    opt = optim.SGD(ps, lr=1.0, momentum=0.5, dampening=0.75)
+    _run(opt, ps, 2)
+    g0, g1 = _grads(0), _grads(1)
+    for i, p in enumerate(ps):
+        b1 = 0.5 * g0[i] + 0.25 * g1[i]
+        np.testing.assert_allclose(p.data, p0[i] - g0[i] - b1, rtol=1e-14, atol=1e-15)
+
+
+def test_sgd_state_dict_keeps_dampening_and_old_dicts_load_with_torchs_default():
+    opt = optim.SGD(_params(), lr=0.1, momentum=0.9, dampening=0.2)
+    d = opt.state_dict()
+    assert d["dampening"] == 0.2
+    other = optim.SGD(_params(), lr=0.1, momentum=0.9, dampening=0.7)
+    other.load_state_dict(d)
+    assert other.dampening == 0.2
+    del d["dampening"]  # written before SGD had dampening
+    other.load_state_dict(d)
+    assert other.dampening == 0.0

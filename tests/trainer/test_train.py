@@ -11,7 +11,7 @@ import pyce.nn as nn
 import pyce.optim as optim
 import pyce.train as train
 
-DIGITS = Path(__file__).resolve().parents[1] / "pyce" / "data" / "digits.csv.gz"
+DIGITS = Path(__file__).resolve().parents[2] / "pyce" / "data" / "digits.csv.gz"
 
 
 @pytest.fixture(scope="module")
@@ -198,20 +198,34 @@ def test_blas_threads_limits_blas_during_fit_and_restores_it():
             if i["user_api"] == "blas"] == before
 
 
-def test_blas_threads_without_threadpoolctl_warns_and_trains(monkeypatch):
-    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+def test_blas_threads_without_numpys_openblas_warns_and_trains(monkeypatch):
+    import pyce._blas as blas
+    monkeypatch.setattr(blas, "get_num_threads", lambda: None)  # as with another BLAS
     x, y = _tiny_problem()
     model = nn.mlp([5, 6, 3], rng=0)
-    with pytest.warns(RuntimeWarning, match="threadpoolctl"):
+    with pytest.warns(RuntimeWarning, match="blas_threads"):
         h = train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
                       x, y, epochs=1, batch_size=8, verbose=0, blas_threads=1)
     assert len(h.epochs) == 1
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
-def test_blas_threads_must_be_a_positive_int(bad):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), ("2", ValueError),
+                                        (1.5, TypeError), (True, TypeError)])
+def test_blas_threads_must_be_auto_none_or_a_positive_int(bad, error):
     x, y = _tiny_problem()
     model = nn.mlp([5, 6, 3], rng=0)
-    with pytest.raises(ValueError, match="blas_threads"):
+    with pytest.raises(error, match="blas_threads"):
         train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, y,
                   epochs=1, batch_size=8, verbose=0, blas_threads=bad)
+
+
+def test_divergence_message_is_public_and_is_what_fit_raises():
+    x = np.full((8, 3), np.nan)
+    y = np.zeros(8, np.int64)
+    model = nn.mlp([3, 2], rng=0)
+    with pytest.raises(train.DivergenceError) as info:
+        train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, y,
+                  epochs=1, batch_size=4, verbose=0)
+    want = train.divergence_message(step=1, epoch=1, batch=1, n_batches=2, loss=float("nan"),
+                                    reduction="mean", batch_size=4, lr=0.1, bad_input=True)
+    assert str(info.value) == want and "NaN or inf" in want

@@ -142,12 +142,14 @@ def test_cross_entropy_loss_layer_matches_reference_and_scales_upstream():
 
 def test_loss_backward_is_the_fused_pass_not_a_second_one(monkeypatch):
     import pyce._core as core
+    import pyce.trainer.nn as nn_impl
     calls = []
     real = core.cross_entropy_and_grad
-    monkeypatch.setattr(nn, "cross_entropy_and_grad",
+    monkeypatch.setattr(nn_impl, "cross_entropy_and_grad",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    for name in ("cross_entropy", "cross_entropy_backward"):
-        monkeypatch.setattr(core, name, lambda *a, **k: pytest.fail("second pass"))
+    for mod, name in ((core, "cross_entropy"), (core, "cross_entropy_backward"),
+                      (nn_impl, "cross_entropy")):
+        monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("second pass"))
     lf = nn.CrossEntropyLoss()
     lf.forward(np.zeros((2, 3), np.float32), np.array([0, 1]))
     lf.backward()
