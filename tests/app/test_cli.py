@@ -1,4 +1,4 @@
-"""pyce.cli: `python -m pyce train / compare-reductions / bench`, run in-process on tiny jobs.
+"""pyce.app.cli: `python -m pyce train / compare-reductions / bench`, run in-process on tiny jobs.
 
 Exit codes: 0 ok, 1 download/file error, 2 bad arguments (one line, no
 traceback), 3 diverged.  The data sets are the embedded digits or tiny files
@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import pytest
 
-from pyce import cli, datasets, train
+from pyce import train
+from pyce.app import cli, datasets
 
 TINY = ["--epochs", "2", "--hidden", "16", "--batch-size", "128"]
 
@@ -112,7 +113,7 @@ def test_train_without_matplotlib_says_how_to_get_plots(capsys, tmp_path, monkey
         monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
     code, out, _ = run(capsys, "train", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path))
     assert code == 0
-    assert 'pip install "pyce[plot]"' in out
+    assert 'pip install ".[plot]"' in out and "pyce[" not in out
     assert (tmp_path / "history.json").is_file() and (tmp_path / "model.npz").is_file()
     assert not (tmp_path / "curves.png").exists()
 
@@ -234,7 +235,7 @@ def test_corrupt_data_file_exit_1(capsys, tmp_path):
 # ---------------------------------------------------------------- bench
 
 def test_bench_table():
-    from pyce import _bench
+    from pyce.app import bench as _bench
     buf = io.StringIO()
     rows = _bench.report(quick=True, file=buf, dtypes=("float32",), budget=0.05)
     text = buf.getvalue()
@@ -245,7 +246,7 @@ def test_bench_table():
 
 
 def test_timing_in_turns_runs_every_function():
-    from pyce import _bench
+    from pyce.app import bench as _bench
     calls = {"a": 0, "b": 0}
 
     def a():
