@@ -302,7 +302,7 @@ def _cifar_from_archive(archive):
     """The six batches from cifar-10-python.tar.gz; ValueError naming the file when it is bad."""
     parts = []
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with tarfile.open(archive, "r:gz") as tar:
             for b in _CIFAR_BATCHES:
                 try:
                     member = tar.extractfile(f"cifar-10-batches-py/{b}")
@@ -313,9 +313,9 @@ def _cifar_from_archive(archive):
                 parts.append(_load_batch(io.BytesIO(member.read()), f"{archive}:{b}"))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         # truncated download, not gzip, not a tar archive
-        raise ValueError(f"{archive}: not a readable cifar-10-python.tar.gz "
-                         f"({exc or type(exc).__name__}); delete it and download it again"
-                         ) from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{archive}: not a readable cifar-10-python.tar.gz ({reason}); "
+                         f"delete it and download it again") from None
     return parts
 
 
