@@ -76,6 +76,17 @@ def _fmt(seconds):
     return f"{seconds * 1e3:.2f} ms"
 
 
+def _import_torch():
+    """torch, or None when it is not installed or cannot be imported (the columns show '-')."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def measure(shape, dtype, budget=1.0, with_reference=True, with_torch=True):
     """Medians (seconds) of every implementation for one (N, C) float array.
 
@@ -99,8 +110,8 @@ def measure(shape, dtype, budget=1.0, with_reference=True, with_torch=True):
     }
     if with_reference:
         fns["reference"] = lambda: ref.cross_entropy_and_grad(x, t)
-    if with_torch and importlib.util.find_spec("torch") is not None:
-        import torch
+    torch = _import_torch() if with_torch else None
+    if torch is not None:
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)
 
         def torch_fused():
