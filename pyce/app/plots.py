@@ -134,6 +134,8 @@ def plot_reductions(runs, path, *, title=None, file=None):
             ax.plot(range(1, len(finite) + 1), finite, color=color, linewidth=1.0, label=label)
             marker = divergence_marker(run)
             if marker is not None:
+                if finite:  # from the last finite loss to the step that was not finite
+                    ax.plot([len(finite), marker[0]], [finite[-1], marker[1]], ":", color=color)
                 ax.plot([marker[0]], [marker[1]], "x", color="red", markersize=12,
                         markeredgewidth=2.5)
                 ax.annotate(f"diverged at step {marker[0]}", marker,
