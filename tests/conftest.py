@@ -9,3 +9,13 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the skip list (-rs in addopts), say how to run the skipped torch comparisons."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    torch_skips = sum(1 for report in skipped if "could not import 'torch'" in str(report.longrepr))
+    if torch_skips:
+        terminalreporter.write_line(
+            f"{torch_skips} of the skips are torch comparisons (torch is not installed); "
+            f"to run them: pip install \".[test,torch]\" (README, \"Tests\")")

@@ -96,9 +96,11 @@ class Dataset:
 
     @property
     def n_features(self):
+        """The number of features per sample (columns of x_train)."""
         return self.x_train.shape[1]
 
     def describe(self):
+        """One line: name, training and test sizes, features, classes."""
         return (f"{self.name}: {len(self.y_train)} training and {len(self.y_test)} test samples, "
                 f"{self.n_features} features, {self.n_classes} classes")
 
@@ -138,8 +140,13 @@ def load_digits(*, seed=0, test_fraction=DIGITS_TEST_FRACTION, dtype=np.float32)
 
     Each class is shuffled with numpy.random.default_rng(seed) and
     round(test_fraction * class size) of its samples go to the test part, so
-    the split (about 1437/360 for the default 0.2) is the same on every
+    the split (1438/359 for the default 0.2) is the same on every
     machine for a given seed.
+
+    seed : int, the split and the training order.
+    test_fraction : float in (0, 1), the share of each class in the test part.
+    dtype : float32 or float64, the features' dtype.
+    Returns a Dataset.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
@@ -228,6 +235,7 @@ def load_mnist(data_dir, name="mnist", *, dtype=np.float32):
     t10k-labels-idx1-ubyte, each optionally with .gz (the '.idx3-ubyte'
     spelling of some copies is accepted too).  Images are flattened to 784
     features and standardized with the training part's statistics.
+    dtype : float32 or float64, the features' dtype.  Returns a Dataset.
     """
     if name not in ("mnist", "fashion-mnist"):
         raise ValueError(f"name must be 'mnist' or 'fashion-mnist', got {name!r}")
@@ -398,6 +406,8 @@ def download(name, data_dir=None, *, timeout=30.0, progress_file=None):
     only then renamed; a mismatch deletes it and raises DownloadError.  The
     mirrors in `MIRRORS[name]` are tried in order; when none answers,
     DownloadError says so (you may be offline) and how to supply the files.
+    timeout : seconds per connection; progress_file : stream for the
+    progress bar (default stderr).
     """
     if name not in FILES:
         raise ValueError(f"cannot download {name!r}; downloadable data sets: {sorted(FILES)}")
@@ -436,7 +446,17 @@ def download(name, data_dir=None, *, timeout=30.0, progress_file=None):
 
 def load(name, data_dir=None, *, download_missing=False, dtype=np.float32, seed=0,
          progress_file=None):
-    """Load data set `name` (one of DATASETS); `seed` only affects the digits split."""
+    """Load data set `name`, one of DATASETS ('digits', 'cifar10', 'mnist', 'fashion-mnist').
+
+    data_dir : folder with the data set's standard files (None: the digits need
+        none; the others look in default_data_dir()/<name>).
+    download_missing : bool, download the files first (see download()).
+    dtype : float32 or float64, the features' dtype.
+    seed : int, the digits' split (the other data sets have an official split).
+    progress_file : text stream for the download's progress bar (default stderr).
+    Returns a Dataset. Raises DatasetNotFoundError when the files are not
+    there, DownloadError when a download fails, ValueError for a corrupt file.
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     check_float_dtype(dtype)
