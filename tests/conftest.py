@@ -12,7 +12,7 @@ if _HERE not in sys.path:
 
 
 def pytest_terminal_summary(terminalreporter):
-    """After the skip list (-rs in addopts), say how to run the skipped torch comparisons."""
+    """At the end of the run (the skips are listed by -rfEs in addopts): how to run the torch comparisons."""
     skipped = terminalreporter.stats.get("skipped", [])
     torch_skips = sum(1 for report in skipped if "could not import 'torch'" in str(report.longrepr))
     if torch_skips:

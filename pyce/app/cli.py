@@ -277,12 +277,12 @@ class _EpochWatcher:
 
     def __init__(self, model, epochs, print_lines):
         self.model, self.epochs, self.print_lines = model, epochs, print_lines
-        self.history, self.state, self.finished = None, None, 0
+        self.history, self.snapshot = None, (0, None)
 
     def __call__(self, history):
         self.history = history
-        self.state = self.model.state_dict()
-        self.finished = len(history.epochs)
+        # one attribute store, so an interrupt cannot leave a count and weights that disagree
+        self.snapshot = (len(history.epochs), self.model.state_dict())
         if self.print_lines:
             print(format_epoch(history.epochs[-1], self.epochs), flush=True)
 
@@ -344,8 +344,10 @@ def _interrupted(args, exc, watcher, model, out, seconds):
     if history is None and watcher.history is not None:
         # A plain KeyboardInterrupt: the model is mid-epoch, go back to the last finished one.
         history = watcher.history
-        del history.epochs[watcher.finished:]
-        model.load_state_dict(watcher.state)
+        finished, state = watcher.snapshot
+        del history.epochs[finished:]
+        if state is not None:
+            model.load_state_dict(state)
     finished = len(history.epochs) if history is not None else 0
     written = [_write_json(out / "history.json",
                            _train_record(args, history, seconds, interrupted=True))]

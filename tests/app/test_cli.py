@@ -434,6 +434,12 @@ def test_checkpoint_then_resume_equals_one_run(capsys, tmp_path):
     assert out.count("epoch ") == 1  # only epoch 3 was trained
 
 
+def test_checkpoint_that_is_a_directory_fails_before_training(capsys, tmp_path, monkeypatch):
+    _never_train(monkeypatch)
+    code, _, err = run(capsys, "train", "--checkpoint", str(tmp_path), "--out", str(tmp_path))
+    assert code == 2 and f"--checkpoint {tmp_path}: is a directory" in err
+
+
 def test_bench_row_without_torch_prints_a_dash():
     from pyce.app import bench
     r = {"pyce": 1e-3, "pyce_1thread": 2e-3, "copy": 1e-3, "pyce_forward": 1e-3, "sum": 1e-3,
