@@ -110,18 +110,20 @@ def _add_model_args(p, *, command, epochs):
     _add_data_args(p)
     p.add_argument("--hidden", type=_hidden, default=[256, 128], metavar="256,128",
                    help="hidden layer sizes (default: 256,128; 'none' for a linear model)")
-    p.add_argument("--activation", choices=("elu", "relu"), default="elu")
+    p.add_argument("--activation", choices=("elu", "relu"), default="elu",
+                   help="default: elu")
     p.add_argument("--epochs", type=_positive_int, default=epochs,
                    help=f"passes over the training data (default: {epochs})")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="default: 64")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: 0.05 for sgd, 0.001 for adam)")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="default: sgd")
     p.add_argument("--momentum", type=_momentum, default=None,
                    help="SGD momentum (default: 0.9; an error with --optimizer adam)")
     p.add_argument("--seed", type=_seed, default=0,
                    help="seeds the weights, the batch order and the digits split (default: 0)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="default: float32")
     p.add_argument("--out", metavar="DIR", type=Path, default=DEFAULT_OUT[command],
                    help="where to write the results (created if needed; default: %(default)s)")
 
@@ -191,10 +193,12 @@ def _learning_rate(args):
 
 
 def _check_optimizer_args(args):
-    """--momentum belongs to SGD: with adam it is an error, not silently ignored."""
-    if args.optimizer == "adam" and args.momentum is not None:
+    """--momentum belongs to SGD: with adam it is an error (experiments.check_optimizer)."""
+    try:
+        experiments.check_optimizer(args.optimizer, args.momentum)
+    except ValueError:
         raise UsageError(f"--momentum {args.momentum:g}: adam has no momentum "
-                         f"(it is an SGD option; drop --momentum or use --optimizer sgd)")
+                         f"(it is an SGD option; drop --momentum or use --optimizer sgd)") from None
 
 
 def _check_writable(directory, flag):
@@ -289,7 +293,7 @@ class _EpochWatcher:
 
 def _fit(args, model, loss_fn, optimizer, data, watcher):
     """(history, divergence error or None); KeyboardInterrupt propagates."""
-    from pyce import train
+    import pyce.train as train
     # On a terminal the trainer draws its progress bar and one line per epoch
     # on stderr; elsewhere (a pipe, a log file) a redrawn bar is noise, so
     # the watcher prints the per-epoch line.
@@ -312,7 +316,7 @@ def _fit(args, model, loss_fn, optimizer, data, watcher):
 
 def _prepare_train(args):
     """Everything that can fail before training: data, model, optimizer, output paths."""
-    from pyce import nn
+    import pyce.nn as nn
     data = _load_data(args)
     _check_optimizer_args(args)
     model = experiments.make_model(data, args.hidden, args.activation, dtype=args.dtype,
@@ -339,7 +343,7 @@ def _train_record(args, history, seconds, **extra):
 
 def _interrupted(args, exc, watcher, model, out, seconds):
     """Write what finished when Ctrl-C stopped training; return exit status 130."""
-    from pyce import train
+    import pyce.train as train
     history = getattr(exc, "history", None)  # the trainer's TrainingInterrupted
     if history is None and watcher.history is not None:
         # A plain KeyboardInterrupt: the model is mid-epoch, go back to the last finished one.
@@ -360,7 +364,7 @@ def _interrupted(args, exc, watcher, model, out, seconds):
 
 
 def _cmd_train(args):
-    from pyce import train
+    import pyce.train as train
     from pyce.app import plots
     data, model, loss_fn, optimizer, out = _prepare_train(args)
     print(data.describe())

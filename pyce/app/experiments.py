@@ -17,7 +17,7 @@ import numpy as np
 
 from pyce._validate import check_float_dtype, check_positive_int
 
-__all__ = ["DEFAULT_LR", "DEFAULT_MOMENTUM", "make_model", "make_optimizer", "diverged_at_step",
+__all__ = ["DEFAULT_LR", "DEFAULT_MOMENTUM", "make_model", "check_optimizer", "make_optimizer", "diverged_at_step",
            "first_step_size", "compare_reductions"]
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
@@ -34,11 +34,23 @@ def make_model(data, hidden, activation="elu", *, dtype=np.float32, seed=0):
     seed : int, seeds numpy.random.default_rng for the initial weights.
     Returns a pyce.nn.Sequential.
     """
-    from pyce import nn
+    import pyce.nn as nn
     sizes = [data.n_features, *[check_positive_int(h, "hidden size") for h in hidden],
              data.n_classes]
     return nn.mlp(sizes, activation=activation, dtype=check_float_dtype(dtype),
                   rng=np.random.default_rng(seed))
+
+
+def check_optimizer(name, momentum):
+    """Raise ValueError unless `name` is 'sgd' or 'adam' and `momentum` fits it.
+
+    momentum : None or a float; a number with 'adam' is an error (Adam has no
+    momentum), so that it is never silently ignored.
+    """
+    if name not in DEFAULT_LR:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+    if name == "adam" and momentum is not None:
+        raise ValueError(f"momentum={momentum!r}: adam has no momentum (it is an SGD option)")
 
 
 def make_optimizer(name, params, *, lr=None, momentum=None):
@@ -50,15 +62,12 @@ def make_optimizer(name, params, *, lr=None, momentum=None):
         than being silently ignored.
     Returns a pyce.optim.SGD or pyce.optim.Adam (built with keyword arguments only).
     """
-    from pyce import optim
-    if name not in DEFAULT_LR:
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {name!r}")
+    import pyce.optim as optim
+    check_optimizer(name, momentum)
     lr = DEFAULT_LR[name] if lr is None else lr
     if name == "sgd":
         return optim.SGD(params, lr=lr,
                          momentum=DEFAULT_MOMENTUM if momentum is None else momentum)
-    if momentum is not None:
-        raise ValueError(f"momentum={momentum!r} has no meaning for adam (SGD only)")
     return optim.Adam(params, lr=lr)
 
 
@@ -96,7 +105,7 @@ def first_step_size(model, loss_fn, x, y, lr):
 
 def _fit_quietly(model, loss_fn, optimizer, data, *, epochs, batch_size, seed):
     """(history, message): fit without printing; message is the divergence message or None."""
-    from pyce import train
+    import pyce.train as train
     try:
         # A diverging run overflows in the layers before the trainer sees a
         # non-finite loss; the record says so, NumPy's warnings would not.
@@ -155,11 +164,10 @@ def compare_reductions(data, *, hidden=(256, 128), activation="elu", batch_sizes
     non-finite loss, else None); loss_grew; message (the trainer's divergence
     message or None); seconds. A diverged run is a result, not an error.
     """
-    from pyce import nn
+    import pyce.nn as nn
     epochs = check_positive_int(epochs, "epochs")
     batch_sizes = [check_positive_int(b, "batch size") for b in batch_sizes]
-    if optimizer not in DEFAULT_LR:
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    check_optimizer(optimizer, momentum)
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     initial = make_model(data, hidden, activation, dtype=dtype, seed=seed).state_dict()
     initial = {k: np.array(v, copy=True) for k, v in initial.items()}

@@ -96,7 +96,11 @@ def test_make_optimizer_refuses_momentum_for_adam(digits):
 
 @pytest.mark.parametrize("kw, exc", [({"epochs": 0}, ValueError), ({"epochs": 1.5}, TypeError),
                                      ({"batch_sizes": [0]}, ValueError),
-                                     ({"optimizer": "x"}, ValueError)])
-def test_compare_reductions_bad_arguments(digits, kw, exc):
+                                     ({"optimizer": "x"}, ValueError),
+                                     ({"optimizer": "adam", "momentum": 0.5}, ValueError)])
+def test_compare_reductions_bad_arguments(digits, kw, exc, monkeypatch):
+    def fit(*a, **k):
+        raise AssertionError("trained although an argument was bad")
+    monkeypatch.setattr(train, "fit", fit)
     with pytest.raises(exc):
         experiments.compare_reductions(digits, **kw)
