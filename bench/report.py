@@ -13,6 +13,7 @@ from pyce.app.bench import report
 
 
 def main():
+    """Parse --quick / --dtype and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, short timing budget")
     parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")

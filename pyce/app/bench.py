@@ -31,7 +31,7 @@ def _cpu_name():
 
 
 def machine_summary():
-    """One line naming the CPU, cores, SIMD path, threads and BLAS."""
+    """One line (str) naming the CPU, cores, SIMD path, threads and BLAS (via threadpoolctl)."""
     from pyce._config import build_config
     from pyce.app import installed_version
     info = build_config()

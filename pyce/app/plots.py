@@ -49,8 +49,10 @@ def plot_curves(epochs, path, *, title=None, file=None):
 
     `epochs` is a list of dicts with the keys of history.json's "epochs"
     (train_loss, train_accuracy and, when a test part exists, test_loss,
-    test_accuracy).  Non-finite losses end the curve.  Returns None (after
-    printing PLOT_HINT to `file`, default stderr) without matplotlib.
+    test_accuracy).  Non-finite losses end the curve.  path : where the PNG
+    goes; title : str or None, drawn above both panels; file : where the hint
+    goes without matplotlib (default stderr).  Returns path, or None (after
+    printing PLOT_HINT to `file`) without matplotlib.
     """
     Figure = _figure_class()
     if Figure is None:
