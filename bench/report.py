@@ -1,6 +1,6 @@
 """Print the kernel benchmark table: `python bench/report.py [--quick]`.
 
-The same table as `python -m pyce bench` (the code lives in pyce/_bench.py so
+The same table as `python -m pyce bench` (the code lives in pyce/app/bench.py so
 that the installed command line has it). For numbers worth quoting, run it on
 an idle machine and, where OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set, unset
 them for this command only:
@@ -9,10 +9,11 @@ them for this command only:
 """
 import argparse
 
-from pyce._bench import report
+from pyce.app.bench import report
 
 
 def main():
+    """Parse --quick / --dtype and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, short timing budget")
     parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")

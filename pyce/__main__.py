@@ -1,10 +1,10 @@
-"""`python -m pyce` and the `pyce` console script: see pyce.cli."""
+"""`python -m pyce` and the `pyce` console script: see pyce.app.cli."""
 import sys
 
 
 def main(argv=None):
     """Run the command line; return its exit status (the console script exits with it)."""
-    from pyce.cli import main as cli_main
+    from pyce.app.cli import main as cli_main
     return cli_main(argv)
 
 

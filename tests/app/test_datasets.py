@@ -1,4 +1,4 @@
-"""pyce.datasets: the embedded digits, the IDX and CIFAR-10 readers, and the download path.
+"""pyce.app.datasets (public path pyce.datasets): the embedded digits, the IDX and CIFAR-10 readers, and the download path.
 
 Every file here is built in the standard format by the test itself (struct /
 gzip / pickle / tarfile), and the download is served by http.server on
@@ -17,7 +17,7 @@ import threading
 import numpy as np
 import pytest
 
-from pyce import datasets
+from pyce.app import datasets
 
 
 # ---------------------------------------------------------------- digits

@@ -1,4 +1,4 @@
-"""pyce.cli: `python -m pyce train / compare-reductions / bench`, run in-process on tiny jobs.
+"""pyce.app.cli: `python -m pyce train / compare-reductions / bench`, run in-process on tiny jobs.
 
 Exit codes: 0 ok, 1 download/file error, 2 bad arguments (one line, no
 traceback), 3 diverged.  The data sets are the embedded digits or tiny files
@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import pytest
 
-from pyce import cli, datasets, train
+from pyce import train
+from pyce.app import cli, datasets
 
 TINY = ["--epochs", "2", "--hidden", "16", "--batch-size", "128"]
 
@@ -55,6 +56,11 @@ def test_python_m_pyce_help_in_a_subprocess(tmp_path):
     (["train", "--reduction", "none"], "invalid choice: 'none'"),
     (["compare-reductions", "--batch-sizes", "16,0"], "comma-separated positive integers"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--seed", "-5"], "argument --seed: must be a non-negative integer, got '-5'"),
+    (["compare-reductions", "--seed", "x"], "argument --seed: must be a non-negative integer"),
+    (["train", "--optimizer", "adam", "--momentum", "0.5"], "--momentum 0.5: adam has no momentum"),
+    (["compare-reductions", "--optimizer", "adam", "--momentum", "0"], "adam has no momentum"),
+    (["train", "--resume", "/nonexistent/ckpt.npz"], "--resume /nonexistent/ckpt.npz: no such file"),
     ([], "required"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, needle):
@@ -112,7 +118,7 @@ def test_train_without_matplotlib_says_how_to_get_plots(capsys, tmp_path, monkey
         monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
     code, out, _ = run(capsys, "train", "--epochs", "1", "--hidden", "8", "--out", str(tmp_path))
     assert code == 0
-    assert 'pip install "pyce[plot]"' in out
+    assert 'pip install ".[plot]"' in out and "pyce[" not in out
     assert (tmp_path / "history.json").is_file() and (tmp_path / "model.npz").is_file()
     assert not (tmp_path / "curves.png").exists()
 
@@ -234,7 +240,7 @@ def test_corrupt_data_file_exit_1(capsys, tmp_path):
 # ---------------------------------------------------------------- bench
 
 def test_bench_table():
-    from pyce import _bench
+    from pyce.app import bench as _bench
     buf = io.StringIO()
     rows = _bench.report(quick=True, file=buf, dtypes=("float32",), budget=0.05)
     text = buf.getvalue()
@@ -245,7 +251,7 @@ def test_bench_table():
 
 
 def test_timing_in_turns_runs_every_function():
-    from pyce import _bench
+    from pyce.app import bench as _bench
     calls = {"a": 0, "b": 0}
 
     def a():
@@ -256,3 +262,209 @@ def test_timing_in_turns_runs_every_function():
     res = _bench._time_round_robin({"a": a, "b": b}, budget=0.01, blocks=2)
     assert set(res) == {"a", "b"} and all(v >= 0 for v in res.values())
     assert calls["a"] >= 1 + 2 * 3 and calls["b"] >= 1 + 2 * 3  # warm-up, then >= 3 per turn
+
+
+# ---------------------------------------------------------------- issue 12: what a new user hits
+
+def test_version_and_help_show_what_a_user_needs(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pyce {version('pyce')}"
+    for command, default in (("train", "pyce-run"), ("compare-reductions", "pyce-reductions")):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        assert f"default: {default})" in out
+
+
+def test_one_epoch_is_singular(capsys, tmp_path):
+    code, out, _ = run(capsys, "train", *TINY[2:], "--epochs", "1", "--out", str(tmp_path))
+    assert code == 0 and "after 1 epoch in" in out and "1 epochs" not in out
+
+
+def _never_train(monkeypatch):
+    def fit(*a, **kw):
+        raise AssertionError("training started although the output cannot be written")
+    monkeypatch.setattr(train, "fit", fit)
+
+
+@pytest.mark.parametrize("command", ["train", "compare-reductions"])
+def test_out_that_is_a_file_says_so(capsys, tmp_path, monkeypatch, command):
+    _never_train(monkeypatch)
+    (tmp_path / "f").write_text("x")
+    code, _, err = run(capsys, command, "--out", str(tmp_path / "f"))
+    assert code == 2 and err.count("\n") == 1
+    assert f"--out {tmp_path / 'f'}: is an existing file, not a directory" in err
+
+
+@pytest.mark.parametrize("command", ["train", "compare-reductions"])
+def test_out_that_cannot_be_written_fails_before_training(capsys, tmp_path, monkeypatch,
+                                                          command):
+    # We may run as root, for whom chmod 555 does not stop a write: make the
+    # probe's file creation fail the way a read-only mount does.
+    import tempfile
+
+    def read_only(*a, **kw):
+        raise PermissionError(13, "Permission denied")
+    _never_train(monkeypatch)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    code, _, err = run(capsys, command, "--out", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"--out {tmp_path}: cannot write into {tmp_path} (Permission denied)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="no /sys/kernel (not Linux)")
+def test_out_on_a_read_only_system_directory(capsys, monkeypatch):
+    # sysfs refuses new files even to root: the real case of issue 12
+    _never_train(monkeypatch)
+    code, _, err = run(capsys, "train", "--out", "/sys/kernel")
+    assert code == 2 and "--out /sys/kernel: cannot write into /sys/kernel" in err
+    assert err.count("\n") == 1
+
+
+def _interrupt_after(monkeypatch, epochs_done):
+    real = cli._EpochWatcher.__call__
+
+    def call(self, history):
+        real(self, history)
+        if len(history.epochs) == epochs_done:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(cli._EpochWatcher, "__call__", call)
+
+
+def test_ctrl_c_keeps_the_finished_epochs(capsys, tmp_path, monkeypatch):
+    _interrupt_after(monkeypatch, 2)
+    code, out, err = run(capsys, "train", *TINY[2:], "--epochs", "5", "--out", str(tmp_path))
+    assert code == 130
+    assert err.strip() == (f"pyce train: interrupted after 2 finished epochs; wrote "
+                           f"{tmp_path / 'history.json'}, {tmp_path / 'model.npz'}")
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert hist["interrupted"] is True and [e["epoch"] for e in hist["epochs"]] == [1, 2]
+    model = train.load_model(tmp_path / "model.npz")
+    data = datasets.load_digits()
+    acc = float(np.mean(np.argmax(model.forward(data.x_test), axis=1) == data.y_test))
+    assert acc == pytest.approx(hist["epochs"][-1]["test_accuracy"], abs=1e-12)
+
+
+def test_ctrl_c_mid_epoch_saves_the_last_finished_epoch(capsys, tmp_path, monkeypatch):
+    # A plain KeyboardInterrupt in the middle of epoch 2 (after a few of its
+    # steps changed the weights): the saved model is the one of epoch 1.
+    real_fit = train.fit
+    seen = {}
+
+    def fit(model, *a, on_epoch, **kw):
+        def watch(history):
+            on_epoch(history)
+            seen["state"] = model.state_dict()
+            model.parameters()[0].data[...] = 0.0  # "the next steps" change the weights
+            raise KeyboardInterrupt
+        return real_fit(model, *a, on_epoch=watch, **kw)
+    monkeypatch.setattr(train, "fit", fit)
+    code, _, err = run(capsys, "train", *TINY[2:], "--epochs", "3", "--out", str(tmp_path))
+    assert code == 130 and "after 1 finished epoch;" in err
+    saved = train.load_model(tmp_path / "model.npz").state_dict()
+    for k, v in seen["state"].items():
+        np.testing.assert_array_equal(saved[k], v)
+
+
+def test_ctrl_c_uses_the_trainers_history_when_it_has_one(capsys, tmp_path, monkeypatch):
+    # The trainer's TrainingInterrupted carries .history (and restores the model itself).
+    class TrainingInterrupted(KeyboardInterrupt):
+        def __init__(self, history):
+            super().__init__()
+            self.history = history
+
+    def fit(*a, **kw):
+        history = train.History()
+        history.epochs.append({"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8,
+                               "test_loss": 0.6, "test_accuracy": 0.75, "seconds": 0.1})
+        raise TrainingInterrupted(history)
+    monkeypatch.setattr(train, "fit", fit)
+    code, _, err = run(capsys, "train", *TINY[2:], "--out", str(tmp_path))
+    assert code == 130 and "after 1 finished epoch;" in err
+    assert json.loads((tmp_path / "history.json").read_text())["epochs"][0]["train_loss"] == 0.5
+    assert (tmp_path / "model.npz").is_file()
+
+
+def test_ctrl_c_before_the_first_epoch_writes_history_only(capsys, tmp_path, monkeypatch):
+    def fit(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "fit", fit)
+    code, _, err = run(capsys, "train", "--out", str(tmp_path))
+    assert code == 130 and "after 0 finished epochs" in err
+    assert json.loads((tmp_path / "history.json").read_text())["epochs"] == []
+    assert not (tmp_path / "model.npz").exists()
+
+
+def test_sigint_to_a_real_pyce_train(tmp_path):
+    import signal
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen([sys.executable, "-m", "pyce", "train", "--epochs", "100000",
+                             "--hidden", "16", "--out", str(tmp_path / "o")], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch "):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.startswith("pyce train: interrupted after ") and err.count("\n") == 1
+    hist = json.loads((tmp_path / "o" / "history.json").read_text())
+    assert len(hist["epochs"]) >= 1 and hist["interrupted"] is True
+    assert (tmp_path / "o" / "model.npz").is_file()
+
+
+def test_checkpoint_then_resume_equals_one_run(capsys, tmp_path):
+    ckpt = tmp_path / "ckpt.npz"
+    assert run(capsys, "train", *TINY[2:], "--epochs", "3", "--out", str(tmp_path / "a"))[0] == 0
+    assert run(capsys, "train", *TINY[2:], "--epochs", "2", "--checkpoint", str(ckpt),
+               "--out", str(tmp_path / "b"))[0] == 0
+    code, out, err = run(capsys, "train", *TINY[2:], "--epochs", "3", "--resume", str(ckpt),
+                         "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    whole, resumed = (json.loads((tmp_path / d / "history.json").read_text())["epochs"]
+                      for d in "ac")
+    assert [e["train_loss"] for e in resumed] == [e["train_loss"] for e in whole]
+    assert out.count("epoch ") == 1  # only epoch 3 was trained
+
+
+def test_checkpoint_that_is_a_directory_fails_before_training(capsys, tmp_path, monkeypatch):
+    _never_train(monkeypatch)
+    code, _, err = run(capsys, "train", "--checkpoint", str(tmp_path), "--out", str(tmp_path))
+    assert code == 2 and f"--checkpoint {tmp_path}: is a directory" in err
+
+
+def test_bench_row_without_torch_prints_a_dash():
+    from pyce.app import bench
+    r = {"pyce": 1e-3, "pyce_1thread": 2e-3, "copy": 1e-3, "pyce_forward": 1e-3, "sum": 1e-3,
+         "reference": float("nan"), "torch": float("nan")}
+    row = bench._row((128, 10), "float32", r)
+    assert "nan" not in row and row.rstrip().endswith("-")
+    assert bench._ratio(3e-3, 1e-3, 6, 2) == " 3.00x"
+
+
+# ---------------------------------------------------------------- CIFAR files a user may have
+
+def test_corrupt_cifar_archive_is_one_line_naming_the_file(capsys, tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    for content in (b"not a gzip file at all", gzip.compress(b"x" * 5000)[:100]):
+        archive.write_bytes(content)
+        code, _, err = run(capsys, "train", "--dataset", "cifar10", "--data-dir", str(tmp_path))
+        assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+        assert f"{archive}: not a readable cifar-10-python.tar.gz" in err
+
+
+def test_incomplete_cifar_folder_names_the_missing_file(capsys, tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "test_batch"):
+        (folder / name).write_bytes(b"")
+    code, _, err = run(capsys, "train", "--dataset", "cifar10", "--data-dir", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1
+    assert f"{folder} is incomplete: data_batch_5 not found" in err

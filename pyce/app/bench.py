@@ -1,9 +1,9 @@
-"""The kernel benchmark table (`python -m pyce bench`, `python bench/report.py`).
+"""The kernel benchmark table (`pyce bench [--quick]`, `python bench/report.py`).
 
 For each shape: pyce's fused forward+backward writing into a preallocated
 `out=` (2 threads and 1 thread), the copy floor (np.copyto of the same array),
 the forward alone beside one read pass (np.sum), the NumPy reference and torch
-(when installed).  Implementations are timed in turns in one process, so
+(when installed; without it the torch columns show '-').  Implementations are timed in turns in one process, so
 they see the same machine state; the table gives medians and the ratios that
 matter (pyce / floor, reference / pyce, torch / pyce).
 """
@@ -31,9 +31,9 @@ def _cpu_name():
 
 
 def machine_summary():
-    """One line naming the CPU, cores, SIMD path, threads and BLAS."""
-    import pyce
+    """One line (str) naming the CPU, cores, SIMD path, threads and BLAS (via threadpoolctl)."""
     from pyce._config import build_config
+    from pyce.app import installed_version
     info = build_config()
     blas = ""
     if importlib.util.find_spec("threadpoolctl") is not None:
@@ -41,7 +41,7 @@ def machine_summary():
         libs = [f"{d.get('internal_api')} {d.get('num_threads')} threads ({d.get('architecture')})"
                 for d in threadpool_info() if d.get("user_api") == "blas"]
         blas = "; BLAS: " + ", ".join(libs) if libs else ""
-    return (f"{_cpu_name()}, {os.cpu_count()} cores; pyce {pyce.__version__} "
+    return (f"{_cpu_name()}, {os.cpu_count()} cores; pyce {installed_version()} "
             f"{info['simd_path']}, OpenMP {'on' if info['openmp'] else 'off'} "
             f"({info['max_threads']} threads); numpy {np.__version__}{blas}")
 
@@ -68,6 +68,7 @@ def _time_round_robin(fns, budget, blocks=5):
 
 
 def _fmt(seconds):
+    """A time for the table: us below 1 ms, else ms; '-' for a missing (NaN) one."""
     if seconds != seconds:
         return "-"
     if seconds < 1e-3:
@@ -75,10 +76,26 @@ def _fmt(seconds):
     return f"{seconds * 1e3:.2f} ms"
 
 
+def _import_torch():
+    """torch, or None when it is not installed or cannot be imported (the columns show '-')."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def measure(shape, dtype, budget=1.0, with_reference=True, with_torch=True):
-    """Medians (seconds) of every implementation for one (N, C) float array."""
-    import pyce
+    """Medians (seconds) of every implementation for one (N, C) float array.
+
+    shape : (N, C); dtype : float32 or float64; budget : seconds of timing in all;
+    with_reference, with_torch : include pyce.reference / torch (when importable).
+    Returns {name: median seconds}; 'reference' and 'torch' are NaN when left out.
+    """
     import pyce.reference as ref
+    from pyce._core import cross_entropy, cross_entropy_and_grad
     n, c = shape
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((n, c), dtype=np.float32) * 3).astype(dtype)
@@ -87,14 +104,14 @@ def measure(shape, dtype, budget=1.0, with_reference=True, with_torch=True):
     fns = {
         "copy": lambda: np.copyto(out, x),
         "sum": lambda: np.sum(x),
-        "pyce": lambda: pyce.cross_entropy_and_grad(x, t, out=out),
-        "pyce_1thread": lambda: pyce.cross_entropy_and_grad(x, t, out=out, n_threads=1),
-        "pyce_forward": lambda: pyce.cross_entropy(x, t),
+        "pyce": lambda: cross_entropy_and_grad(x, t, out=out),
+        "pyce_1thread": lambda: cross_entropy_and_grad(x, t, out=out, n_threads=1),
+        "pyce_forward": lambda: cross_entropy(x, t),
     }
     if with_reference:
         fns["reference"] = lambda: ref.cross_entropy_and_grad(x, t)
-    if with_torch and importlib.util.find_spec("torch") is not None:
-        import torch
+    torch = _import_torch() if with_torch else None
+    if torch is not None:
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)
 
         def torch_fused():
@@ -107,15 +124,40 @@ def measure(shape, dtype, budget=1.0, with_reference=True, with_torch=True):
     return res
 
 
+def _ratio(a, b, width, digits):
+    """a / b as e.g. '  3.56x' right-aligned in `width`; '-' when either time is missing (NaN)."""
+    value = a / b
+    text = "-" if value != value else f"{value:.{digits}f}x"
+    return f"{text:>{width}}"
+
+
+def _row(shape, dtype, r):
+    """One line of the table for the medians r of measure()."""
+    return (f"{shape[0]:>6} x {shape[1]:<6} {dtype:>7} | {_fmt(r['pyce']):>9} "
+            f"{_fmt(r['pyce_1thread']):>9} {_fmt(r['copy']):>9} "
+            f"{_ratio(r['pyce'], r['copy'], 6, 2)} | "
+            f"{_fmt(r['pyce_forward']):>9} {_fmt(r['sum']):>9} "
+            f"{_ratio(r['pyce_forward'], r['sum'], 5, 2)} | "
+            f"{_fmt(r['reference']):>9} {_ratio(r['reference'], r['pyce'], 8, 1)} | "
+            f"{_fmt(r['torch']):>9} {_ratio(r['torch'], r['pyce'], 10, 1)}")
+
+
 def report(quick=False, file=None, dtypes=("float32", "float64"), budget=None):
-    """Print the benchmark table; returns the list of result rows."""
+    """Print the benchmark table and return its rows.
+
+    quick : bool, QUICK_SHAPES (a few seconds) instead of SHAPES.
+    file : text stream (default sys.stdout).
+    dtypes : the dtypes to time, each for every shape.
+    budget : seconds of timing per shape (default 0.3 quick, 1.5 otherwise).
+    Returns a list of dicts: shape, dtype and the medians of measure().
+    """
     file = file or sys.stdout
     shapes = QUICK_SHAPES if quick else SHAPES
     budget = budget if budget is not None else (0.3 if quick else 1.5)
     print(f"machine: {machine_summary()}", file=file)
     print("fused = cross_entropy_and_grad(x, t, out=preallocated), reduction 'mean'; "
           "medians, timed in turns in one process", file=file)
-    head = (f"{'N x C':>13} {'dtype':>7} | {'pyce':>9} {'1 thread':>9} {'copy':>9} {'/copy':>6} | "
+    head = (f"{'N x C':>15} {'dtype':>7} | {'pyce':>9} {'1 thread':>9} {'copy':>9} {'/copy':>6} | "
             f"{'forward':>9} {'sum':>9} {'/sum':>5} | {'reference':>9} {'ref/pyce':>8} | "
             f"{'torch':>9} {'torch/pyce':>10}")
     print(head, file=file)
@@ -125,9 +167,5 @@ def report(quick=False, file=None, dtypes=("float32", "float64"), budget=None):
         for shape in shapes:
             r = measure(shape, dtype, budget)
             rows.append(dict(shape=shape, dtype=dtype, **r))
-            print(f"{shape[0]:>6} x {shape[1]:<6} {dtype:>7} | {_fmt(r['pyce']):>9} "
-                  f"{_fmt(r['pyce_1thread']):>9} {_fmt(r['copy']):>9} {r['pyce'] / r['copy']:>5.2f}x | "
-                  f"{_fmt(r['pyce_forward']):>9} {_fmt(r['sum']):>9} {r['pyce_forward'] / r['sum']:>4.2f}x | "
-                  f"{_fmt(r['reference']):>9} {r['reference'] / r['pyce']:>7.1f}x | "
-                  f"{_fmt(r['torch']):>9} {r['torch'] / r['pyce']:>9.1f}x", file=file, flush=True)
+            print(_row(shape, dtype, r), file=file, flush=True)
     return rows

@@ -1,6 +1,6 @@
 """Training pictures for the command line: curves.png and reductions.png.
 
-matplotlib is an optional extra (`pip install "pyce[plot]"`).  It is imported
+matplotlib is an optional extra (`pip install ".[plot]"` from a pyce checkout).  It is imported
 only when a picture is drawn, and only its object-oriented API is used (a
 Figure with an Agg canvas, never pyplot), so drawing changes no global
 matplotlib state and needs no display.  Without matplotlib the functions
@@ -10,10 +10,11 @@ unaffected.
 import math
 import sys
 
-__all__ = ["PLOT_HINT", "have_matplotlib", "plot_curves", "plot_reductions"]
+__all__ = ["PLOT_HINT", "have_matplotlib", "plot_curves", "plot_reductions",
+           "divergence_marker"]
 
-PLOT_HINT = ('no plots: matplotlib is not installed; get it with pip install "pyce[plot]" '
-             '(or pip install ".[plot]" from a pyce checkout)')
+PLOT_HINT = ('no plots: matplotlib is not installed; get it with pip install matplotlib '
+             '(or pip install ".[plot]" from the pyce checkout)')
 
 
 def _figure_class():
@@ -26,6 +27,7 @@ def _figure_class():
 
 
 def have_matplotlib():
+    """True when matplotlib can be imported (the plots can be drawn)."""
     return _figure_class() is not None
 
 
@@ -47,8 +49,10 @@ def plot_curves(epochs, path, *, title=None, file=None):
 
     `epochs` is a list of dicts with the keys of history.json's "epochs"
     (train_loss, train_accuracy and, when a test part exists, test_loss,
-    test_accuracy).  Non-finite losses end the curve.  Returns None (after
-    printing PLOT_HINT to `file`, default stderr) without matplotlib.
+    test_accuracy).  Non-finite losses end the curve.  path : where the PNG
+    goes; title : str or None, drawn above both panels; file : where the hint
+    goes without matplotlib (default stderr).  Returns path, or None (after
+    printing PLOT_HINT to `file`) without matplotlib.
     """
     Figure = _figure_class()
     if Figure is None:
@@ -77,16 +81,42 @@ def plot_curves(epochs, path, *, title=None, file=None):
     return path
 
 
+def _per_sample(run):
+    """A run's step losses per sample: a 'sum' loss divided by the batch size."""
+    scale = run["batch_size"] if run["reduction"] == "sum" else 1
+    return [float(v) / scale for v in run["step_losses"]]
+
+
+def divergence_marker(run):
+    """(step, loss) where plot_reductions draws a run's red x, or None if it did not diverge.
+
+    run : a record of pyce.app.experiments.compare_reductions (reduction,
+        batch_size, step_losses, diverged_at_step).
+    The step is the run's diverged_at_step (the 1-based step whose loss was
+    not finite; when absent, the first non-finite value of step_losses); the
+    height is the last finite loss per sample before it, since the bad loss
+    itself cannot be drawn (1.0 when there is none).
+    """
+    finite, bad = _finite_prefix(_per_sample(run))
+    step = run.get("diverged_at_step") or (bad + 1 if bad is not None else None)
+    if step is None:
+        return None
+    return step, (finite[-1] if finite else 1.0)
+
+
 def plot_reductions(runs, path, *, title=None, file=None):
     """Draw the training loss per step of each run, one panel per reduction; return path or None.
 
     `runs` is a list of dicts with keys reduction ('sum' or 'mean'),
     batch_size, step_losses (the loss the optimizer saw at each step) and
-    optionally label and diverged_at_step (1-based; the step whose loss was
-    not finite, when step_losses stops before it).  'sum' losses are divided by the batch size so both
-    panels show the loss per sample on the same log scale.  A run whose loss
-    became NaN or inf is drawn up to its last finite step and marked with a
-    red x there.  Returns None (after printing PLOT_HINT) without matplotlib.
+    optionally label and diverged_at_step (1-based, the step whose loss was
+    not finite), as compare_reductions returns them.  'sum' losses are divided
+    by the batch size so both panels show the loss per sample on the same log
+    scale.  A run whose loss became NaN or inf is drawn up to its last finite
+    step and marked with a red x at the step that diverged (see
+    divergence_marker).  path : where the PNG goes; title : str or None;
+    file : where the hint goes without matplotlib (default stderr).
+    Returns path, or None (after printing PLOT_HINT) without matplotlib.
     """
     Figure = _figure_class()
     if Figure is None:
@@ -100,21 +130,17 @@ def plot_reductions(runs, path, *, title=None, file=None):
     colors = {b: f"C{i}" for i, b in enumerate(batch_sizes)}
     for ax, reduction in zip(axes, reductions):
         for run in (r for r in runs if r["reduction"] == reduction):
-            scale = run["batch_size"] if reduction == "sum" else 1
-            values = [float(v) / scale for v in run["step_losses"]]
-            finite, bad = _finite_prefix(values)
-            if bad is None and run.get("diverged_at_step"):
-                # The trainer stops before recording the non-finite loss.
-                bad = run["diverged_at_step"] - 1
+            finite, _ = _finite_prefix(_per_sample(run))
             label = run.get("label") or f"batch {run['batch_size']}"
             color = colors[run["batch_size"]]
-            steps = range(1, len(finite) + 1)
-            ax.plot(steps, finite, color=color, linewidth=1.0, label=label)
-            if bad is not None:
-                last = finite[-1] if finite else 1.0
-                ax.plot([max(len(finite), 1)], [last], "x", color="red", markersize=12,
+            ax.plot(range(1, len(finite) + 1), finite, color=color, linewidth=1.0, label=label)
+            marker = divergence_marker(run)
+            if marker is not None:
+                if finite:  # from the last finite loss to the step that was not finite
+                    ax.plot([len(finite), marker[0]], [finite[-1], marker[1]], ":", color=color)
+                ax.plot([marker[0]], [marker[1]], "x", color="red", markersize=12,
                         markeredgewidth=2.5)
-                ax.annotate(f"diverged at step {bad + 1}", (max(len(finite), 1), last),
+                ax.annotate(f"diverged at step {marker[0]}", marker,
                             textcoords="offset points", xytext=(-8, -16), color="red",
                             fontsize=9, ha="right")
         ax.set(yscale="log", xlabel="training step",
