@@ -262,3 +262,21 @@ def test_bad_options_name_the_argument(kw, exc, text):
     x, y = _batch()
     with pytest.raises(exc, match=text):
         pyce.gradcheck(nn.mlp([7, 4], rng=0), x, y, **kw)
+
+
+def test_a_relu_kink_next_to_the_point_is_not_a_failure():
+    """A hidden unit's pre-activation is 3e-6: the step h = 1e-5 on its bias
+    crosses ReLU's kink and the central difference averages the two slopes.
+    gradcheck measures such a comparison again with h/10 and h/100, which stay
+    on one side; with eps = 1e-3 every step crosses the kink and it fails."""
+    model = nn.Sequential(nn.Linear(2, 3, dtype=np.float64, rng=0), nn.ReLU(),
+                          nn.Linear(3, 2, dtype=np.float64, rng=1))
+    x, y = np.array([[1.0, 0.5]]), np.array([1])
+    w, b = model.layers[0].weight.data, model.layers[0].bias.data
+    b[0] = 3e-6 - w[0] @ x[0]  # pre-activation of unit 0 = 3e-6
+    assert abs(model.layers[2].weight.data[1, 0] - model.layers[2].weight.data[0, 0]) > 0.1
+    report = pyce.gradcheck(model, x, y)
+    assert report.passed, str(report)
+    assert report.max_rel_error < RTOL / 100
+    crossed = pyce.gradcheck(model, x, y, eps=1e-3)
+    assert not crossed.passed and crossed.per_param["0.bias"] > 0.1
