@@ -75,15 +75,19 @@ class ParamCheck:
       analytic gradient);
     max_abs_error: max |a - n|;
     scale: the least-squares ratio sum(a*n) / sum(n*n), 1 for a correct
-      gradient; a batch-size-scaled gradient shows the batch size here.
+      gradient; a batch-size-scaled gradient shows the batch size here;
+    scale_fits: whether a = scale * n holds to 0.1% (a constant factor
+      explains the errors); the table shows '-' for the scale otherwise.
+    A NaN or inf analytic or numeric value makes max_rel_error inf.
     """
-    __slots__ = ("name", "shape", "checked", "max_abs_error", "max_rel_error", "scale", "mode")
+    __slots__ = ("name", "shape", "checked", "max_abs_error", "max_rel_error", "scale", "mode",
+                 "scale_fits")
 
     def __init__(self, name, shape, checked, max_abs_error, max_rel_error, scale,
-                 mode="entries"):
+                 mode="entries", scale_fits=True):
         self.name, self.shape, self.checked = name, shape, checked
         self.max_abs_error, self.max_rel_error, self.scale = max_abs_error, max_rel_error, scale
-        self.mode = mode
+        self.mode, self.scale_fits = mode, scale_fits
 
     def __repr__(self):
         return (f"ParamCheck({self.name!r}, shape={self.shape}, checked={self.checked} "
@@ -113,7 +117,7 @@ class GradcheckReport:
             rows.append((p.name, "x".join(map(str, p.shape)) or "()",
                          f"{p.checked} {p.mode}",
                          f"{p.max_abs_error:.2e}", f"{p.max_rel_error:.2e}",
-                         f"{p.scale:.6g}", ok))
+                         f"{p.scale:.6g}" if p.scale_fits else "-", ok))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "-" * len(lines[0]))
@@ -126,13 +130,17 @@ class GradcheckReport:
         return "\n".join(lines)
 
     def _hint(self):
-        if self.passed:
+        wrong = [p for p in self.params if not p.max_rel_error <= self.rtol]
+        if not wrong:
             return ""
-        scales = [p.scale for p in self.params if p.max_rel_error > self.rtol
-                  and math.isfinite(p.scale)]
-        if not scales:
-            return ""
-        s = float(np.median(scales))
+        if any(math.isinf(p.max_rel_error) for p in wrong):
+            return ("A gradient or loss value is not finite (NaN or inf): check the forward "
+                    "pass and the loss at this point before the gradients.")
+        if not all(p.scale_fits for p in wrong):
+            return ("No constant factor explains the errors: look at the backward pass of "
+                    "the parameters marked WRONG (a derivative taken as 1 or at the wrong "
+                    "point, a transposed or misplaced product, a missing term).")
+        s = float(np.median([p.scale for p in wrong]))
         n = self.batch_size
         if n > 1 and abs(s - n) <= 0.01 * n:
             return (f"The analytic gradients are {s:.4g}x the true ones, the batch size: a "
@@ -231,6 +239,14 @@ def _central(objective, p, orig, u, h):
     return (lp - lm) / (2 * h)
 
 
+def _relative_error(a, n, floor):
+    """|a - n| / max(|a|, |n|, floor); 0 for 0 / 0; inf when a, n or floor is NaN or inf."""
+    if not (math.isfinite(a) and math.isfinite(n) and math.isfinite(floor)):
+        return math.inf
+    denom = max(abs(a), abs(n), floor)
+    return abs(a - n) / denom if denom > 0 else 0.0
+
+
 def _compare(objective, p, analytic, opts, rng):
     """One parameter's ParamCheck: analytic directional derivatives against
     central differences (see the module docstring). A comparison off by more
@@ -248,8 +264,7 @@ def _compare(objective, p, analytic, opts, rng):
     for j, u in enumerate(dirs):
         for h in (eps, eps / 10, eps / 100):
             n = _central(objective, p, orig, u, h)
-            denom = max(abs(ana[j]), abs(n), floor)
-            r = abs(ana[j] - n) / denom if denom > 0 else 0.0
+            r = _relative_error(ana[j], n, floor)
             if h == eps or r < rel[j]:
                 num[j], rel[j] = n, r
             if rel[j] <= rtol:
@@ -257,8 +272,9 @@ def _compare(objective, p, analytic, opts, rng):
     diff = np.abs(ana - num)
     nn = float(num @ num)
     scale = float(ana @ num) / nn if nn > 0 else float("nan")
+    fits = bool(np.linalg.norm(ana - scale * num) <= 1e-3 * np.linalg.norm(ana))
     return ParamCheck(p.name, tuple(p.data.shape), len(dirs), float(diff.max(initial=0.0)),
-                      float(rel.max(initial=0.0)), scale, mode)
+                      float(rel.max(initial=0.0)), scale, mode, fits)
 
 
 def _check_options(eps, rtol, atol, max_per_param, directions):

@@ -126,7 +126,8 @@ def _assert_fails(report, wrong, margin=1e4):
     assert bad == wrong, str(report)
     assert all(p.max_rel_error < RTOL / 100 for p in report.params if p.name not in wrong)
     text = str(report)
-    assert "FAILED" in text and text.count("WRONG") == len(wrong)
+    assert "FAILED" in text
+    assert sum(line.endswith("WRONG") for line in text.splitlines()) == len(wrong)
 
 
 def test_gradcheck_catches_a_batch_size_scaled_gradient():
@@ -162,6 +163,8 @@ def test_activation_derivative_taken_as_one_fails(digits, monkeypatch, seed):
     report = pyce.gradcheck(model, digits.x_train[:32], digits.y_train[:32])
     # the last layer sits after every ELU: its gradient is still right
     _assert_fails(report, {"0.weight", "0.bias", "2.weight", "2.bias"})
+    assert not any(p.scale_fits for p in report.params if p.name[0] in "02")
+    assert "No constant factor" in str(report) and "batch size" not in str(report)
 
 
 def test_activation_derivative_taken_as_one_fails_at_cifar_size(monkeypatch):
@@ -186,6 +189,7 @@ def test_transposed_weight_gradient_fails(digits, seed):
     model.layers[2].__class__ = _TransposedWeightGrad  # the 128 x 128 layer
     report = pyce.gradcheck(model, digits.x_train[:32], digits.y_train[:32])
     _assert_fails(report, {"2.weight"})
+    assert "No constant factor" in str(report)
 
 
 class _ForgottenBiasGrad(nn.Linear):
@@ -249,6 +253,15 @@ def test_a_parameter_with_no_gradient_passes():
     model.layers[0].bias.data[:] = -100.0
     report = pyce.gradcheck(model, x, y)
     assert report.params[0].max_abs_error == 0.0 and report.passed
+
+
+def test_a_non_finite_value_fails_and_says_so():
+    x, y = _batch()
+    model = nn.mlp([7, 9, 4], dtype=np.float64, rng=0)
+    model.layers[2].weight.data[0, 0] = np.nan
+    report = pyce.gradcheck(model, x, y)
+    assert not report.passed and report.max_rel_error == np.inf
+    assert "not finite" in str(report)
 
 
 @pytest.mark.parametrize("kw,exc,text", [
