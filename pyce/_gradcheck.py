@@ -325,7 +325,7 @@ def gradcheck(model, x, y, loss=None, *, eps=1e-5, rtol=1e-5, atol=1e-4, max_per
       comparison off by more than rtol is repeated with h/10 and h/100 and
       keeps its best result (a ReLU kink within h of the point).
     rtol: the verdict: passed = max relative error <= rtol (default 1e-5;
-      correct models measure 1e-9 to 1e-7, the planted bugs 0.1 to 2).
+      correct models measure 1e-9 to 1e-6, the planted bugs 0.1 to 2).
     atol: the smallest derivative size the relative error is taken against
       (default 1e-4): a parameter whose whole gradient is below it is
       judged on |a - n| <= rtol * atol.
