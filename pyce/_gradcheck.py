@@ -163,6 +163,9 @@ class GradcheckReport:
                     "point, a transposed or misplaced product, a missing term).")
         s = float(np.median([p.scale for p in wrong]))
         n = self.batch_size
+        if s == 0.0:
+            return ("The analytic gradients marked WRONG are 0 where the true ones are not: "
+                    "a backward pass that does not write them (or overwrites them with 0).")
         if n > 1 and abs(s - n) <= 0.01 * n:
             return (f"The analytic gradients are {s:.4g}x the true ones, the batch size: a "
                     f"'sum' where 'mean' was meant (or a missing division by the batch size).")

@@ -202,7 +202,9 @@ class _ForgottenBiasGrad(nn.Linear):
 def test_gradcheck_names_the_wrong_parameter():
     x, y = _batch()
     model = nn.Sequential(nn.Linear(7, 5, rng=0), nn.ELU(), _ForgottenBiasGrad(5, 4, rng=1))
-    _assert_fails(pyce.gradcheck(model, x, y), {"2.bias"})
+    report = pyce.gradcheck(model, x, y)
+    _assert_fails(report, {"2.bias"})
+    assert report.per_param["2.bias"] == 1.0 and "are 0 where the true ones are not" in str(report)
 
 
 class _OneRowForgotten(nn.Linear):
