@@ -247,6 +247,25 @@ def test_the_seed_fixes_the_random_directions():
     assert [p.max_abs_error for p in a.params] != [p.max_abs_error for p in c.params]
 
 
+class _OwnForward(nn.Sequential):
+    def forward(self, x):  # gradcheck cannot know what this does: full forward passes
+        return super().forward(x)
+
+
+def test_re_running_only_the_later_layers_gives_the_full_forward_result(digits):
+    """For a plain Sequential a perturbed parameter re-runs the layers from its
+    own on; any other model runs the whole forward pass. Same numbers, bit for bit."""
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    def layers():
+        return [nn.Linear(64, 32, rng=0), nn.ELU(), nn.Linear(32, 16, rng=1), nn.ELU(),
+                nn.Linear(16, 10, rng=2)]
+    plain, other = nn.Sequential(*layers()), _OwnForward(*layers())
+    a, b = pyce.gradcheck(plain, x, y), pyce.gradcheck(other, x, y)
+    assert a.passed and b.passed
+    assert [(p.max_abs_error, p.scale) for p in a.params] == \
+        [(p.max_abs_error, p.scale) for p in b.params]
+
+
 def test_a_parameter_with_no_gradient_passes():
     """Dead ReLU units: the first layer's gradient is exactly 0 and so are its
     finite differences; atol keeps 0 / 0 from being called an error."""
