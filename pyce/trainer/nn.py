@@ -244,11 +244,6 @@ class Module:
                 m.dtype = dt
         return self
 
-    def _set_dtype(self, dtype):
-        # The old private name, kept only until pyce/trainer/gradcheck.py
-        # calls to(dtype) (branch gradcheck); remove at merge.
-        self.to(dtype)
-
 
 class Linear(Module):
     """y = x @ weight.T + bias, weight (out_features, in_features), bias (out_features,).
