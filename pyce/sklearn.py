@@ -403,7 +403,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The most probable class of each row: array of shape (n_samples,) of classes_."""
-        return self.classes_[np.argmax(self._logits(X), axis=1)]
+        logits = self._logits(X)  # first: it raises NotFittedError before fit
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in classes_ order,
@@ -443,6 +444,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = check_row_array(sample_weight, (X.shape[0],), "sample_weight",
                                             nonneg=True)
+            if not np.any(sample_weight):
+                raise ValueError("sample_weight: every weight is zero; at least one row "
+                                 "needs a positive weight")
         class_weight = self._class_weight_vector(y, incremental)
         rs = check_random_state(self.random_state)
         if first:
