@@ -230,6 +230,8 @@ def test_warm_start_continues(blobs):
     assert len(cold.loss_curve_) == 3
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
 def test_divergence_raises_pyce_message(blobs):
     x, y = blobs
     clf = MLPClassifier(solver="sgd", learning_rate_init=1e4, momentum=0.9, max_iter=20,
