@@ -193,15 +193,16 @@ def _two_column_logits(z):
     return z2
 
 
-def _loss_and_grad(z, target, class_weight, sample_weight, label_smoothing):
-    """('mean' loss as a float, d loss / d z) from pyce's fused kernel; a
-    one-column z is a logistic output (see _two_column_logits). z is overwritten."""
+def _loss_and_grad(z, target, class_weight, sample_weight, label_smoothing, out):
+    """('mean' loss as a float, d loss / d z) from pyce's fused kernel, the gradient
+    written into `out` (rows, max(2, z's columns)); a one-column z is a logistic
+    output (see _two_column_logits)."""
     binary = z.shape[1] == 1
     logits = _two_column_logits(z) if binary else z
+    # out= rather than overwrite_input=True: the kernel's Cython fast path takes it
     loss, grad = cross_entropy_and_grad(logits, target, weight=class_weight,
                                         sample_weight=sample_weight,
-                                        label_smoothing=label_smoothing,
-                                        overwrite_input=True)
+                                        label_smoothing=label_smoothing, out=out)
     if binary:
         grad = np.ascontiguousarray(grad[:, 1:])
     return float(loss), grad
@@ -660,6 +661,7 @@ class _EpochContext:
         rows = min(batch_size, x.shape[0])
         self.x_buf = np.empty((rows, x.shape[1]), x.dtype)
         self.y_buf = np.empty(rows, np.int64)
+        self.g_buf = np.empty((rows, max(2, _linears(net)[-1].out_features)), x.dtype)
         self.weights = [lin.weight for lin in _linears(net)]
         self.scratch = [np.empty_like(w.data) for w in self.weights] if s.alpha else []
         self.n_batches = -(-x.shape[0] // batch_size)
@@ -701,7 +703,8 @@ class _EpochContext:
             return 0.0, 0  # no weight in this batch: nothing to learn from it
         z = net.forward(xb)
         hits = int(np.count_nonzero(_argmax(z) == yb)) if self.count_correct else 0
-        loss, dz = _loss_and_grad(z, yb, self.class_weight, swb, s.label_smoothing)
+        loss, dz = _loss_and_grad(z, yb, self.class_weight, swb, s.label_smoothing,
+                                  self.g_buf[:yb.shape[0]])
         scale = self._batch_weight(yb, swb)
         if s.alpha:
             sq = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in self.weights)
