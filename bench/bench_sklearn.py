@@ -70,7 +70,7 @@ def digits_data(dtype=np.float32):
 def mnist_like(n_train=60_000, n_test=10_000, d=784, classes=10, seed=0):
     """Noisy class centres: float32 (n, d) arrays with labels 0..classes-1."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((classes, d), dtype=np.float32) * 0.3
+    centres = rng.standard_normal((classes, d), dtype=np.float32) * 0.1
     y = rng.integers(0, classes, n_train + n_test)
     x = rng.standard_normal((n_train + n_test, d), dtype=np.float32)
     x += centres[y]
@@ -236,7 +236,7 @@ def test_digits_fit(benchmark, impl, digits_accuracy):
 @pytest.mark.parametrize("impl", ["pyce", "sklearn"])
 def test_mnist_fit(benchmark, impl):
     make = (lambda: MLPClassifier(**MNIST)) if impl == "pyce" else (lambda: SkMLP(**MNIST))
-    assert _bench_fit(benchmark, make, mnist_like(), rounds=1) > 0.9
+    assert _bench_fit(benchmark, make, mnist_like(), rounds=1) > 0.5  # chance: 0.1
 
 
 @pytest.mark.large

@@ -34,9 +34,9 @@ except ImportError as _exc:  # scikit-learn missing, or older than 1.6 (no valid
         "with `pip install \".[sklearn]\"` from the pyce source checkout (or `pip install "
         f"\"scikit-learn>=1.6\"`). The import failed with: {_exc}") from _exc
 
-from pyce import nn as _nn
-from pyce import optim as _optim
-from pyce import train as _train
+import pyce.nn as _nn
+import pyce.optim as _optim
+import pyce.train as _train
 from pyce._core import cross_entropy_and_grad, log_softmax, softmax
 from pyce._progress import format_epoch
 from pyce._validate import (check_float_dtype, check_nonneg_scalar, check_positive_int,
@@ -329,8 +329,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     class weights) are all 0 makes no update and adds 0 to the epoch loss
     (scikit-learn raises ZeroDivisionError). A non-finite loss stops training
     with pyce's ``pyce.train.DivergenceError`` (scikit-learn trains on and
-    raises ValueError at the end); ``coefs_`` then keep their values from
-    before the call.
+    raises ValueError at the end); ``coefs_`` and ``intercepts_`` then keep
+    the values they had when the call started.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
