@@ -339,22 +339,29 @@ def test_loss_curve_matches_sklearn_sgd_float64(digits, binary, shuffle):
     dict(momentum=0.9, nesterovs_momentum=True),
     dict(momentum=0.9, nesterovs_momentum=False),
     dict(momentum=0.0, learning_rate="invscaling", power_t=0.25),
-], ids=["nesterov", "momentum", "invscaling"])
+    dict(momentum=0.0, activation="tanh"),
+    dict(momentum=0.0, activation="logistic"),
+    dict(momentum=0.0, activation="identity"),
+], ids=["nesterov", "momentum", "invscaling", "tanh", "logistic", "identity"])
 def test_loss_curve_matches_sklearn_sgd_variants(digits, variant):
     """With momentum, scikit-learn's velocity v = momentum * v - lr * g equals -lr times
     PyTorch's buffer b = momentum * b + g at a constant rate: same curve, rounded
-    differently."""
+    differently. scikit-learn's other hidden activations (pyce.sklearn's own small
+    layers) follow the same curve too."""
     x, y = digits
     sk, ours = _sk_then_pyce(x, y, 8, **{**SGD_PLAIN, **variant})
     np.testing.assert_allclose(ours.loss_curve_[1:], sk.loss_curve_[1:], rtol=1e-10)
 
 
-def test_same_random_state_same_start_as_sklearn(digits):
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+def test_same_random_state_same_start_as_sklearn(digits, activation):
     """Without loading anything: the same random_state draws the same initial weights
-    and the same shuffles as scikit-learn."""
+    (Glorot bound sqrt(6 / (in + out)), sqrt(2 / ...) for 'logistic') and the same
+    shuffles as scikit-learn."""
     x, y = digits
-    sk = quiet(SkMLP(max_iter=4, **SGD_PLAIN).fit, x, y)
-    ours = quiet(MLPClassifier(max_iter=4, dtype=np.float64, **SGD_PLAIN).fit, x, y)
+    sk = quiet(SkMLP(max_iter=4, activation=activation, **SGD_PLAIN).fit, x, y)
+    ours = quiet(MLPClassifier(max_iter=4, dtype=np.float64, activation=activation,
+                               **SGD_PLAIN).fit, x, y)
     np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-12)
 
 
