@@ -558,15 +558,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return (parts[0], parts[2], sw_train), (parts[1], parts[3], sw_val)
 
     def _make_optimizer(self, s, net, incremental):
-        """pyce.optim.SGD or Adam over the net's parameters (keyword arguments only);
+        """pyce.optim.SGD or Adam over the net's parameters (keyword arguments only):
+        one for the weights (L2 through its weight_decay), one for the intercepts;
         partial_fit resumes the saved optimizer state of the same solver."""
-        params = net.parameters()
+        weights = [lin.weight for lin in _linears(net)]
+        biases = [lin.bias for lin in _linears(net)]
         if s.solver == "sgd":
-            opt = _optim.SGD(params, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov)
+            opts = [_optim.SGD(group, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov)
+                    for group in (weights, biases)]
         else:
-            opt = _optim.Adam(params, lr=s.lr, betas=(s.beta_1, s.beta_2), eps=s.epsilon)
+            opts = [_optim.Adam(group, lr=s.lr, betas=(s.beta_1, s.beta_2), eps=s.epsilon)
+                    for group in (weights, biases)]
+        opt = _Optimizers(opts)
         state = getattr(self, "_optimizer_state", None)
-        if incremental and state is not None and state.get("type") == type(opt).__name__:
+        if incremental and state is not None \
+                and [d.get("type") for d in state] == [type(o).__name__ for o in opts]:
             opt.load_state_dict(state)
         return opt
 
@@ -661,6 +667,46 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         print(line)
 
 
+class _Optimizers:
+    """Two pyce optimizers stepped together: [weights (with weight decay), intercepts]."""
+
+    def __init__(self, opts):
+        self.opts = opts
+
+    @property
+    def lr(self):
+        return self.opts[0].lr
+
+    @lr.setter
+    def lr(self, value):
+        for o in self.opts:
+            o.lr = value
+
+    @property
+    def weight_decay(self):
+        return self.opts[0].weight_decay
+
+    @weight_decay.setter
+    def weight_decay(self, value):
+        # torch's L2 weight decay (g = grad + weight_decay * W), read by every step
+        self.opts[0].weight_decay = value
+
+    def zero_grad(self):
+        for o in self.opts:
+            o.zero_grad()
+
+    def step(self):
+        for o in self.opts:
+            o.step()
+
+    def state_dict(self):
+        return [o.state_dict() for o in self.opts]
+
+    def load_state_dict(self, states):
+        for o, d in zip(self.opts, states):
+            o.load_state_dict(d)
+
+
 class _EpochContext:
     """What every step of one fit call needs: the data, the reused batch buffers,
     the weights that get the L2 term, and the step counter for divergence messages."""
@@ -675,7 +721,6 @@ class _EpochContext:
         self.y_buf = np.empty(rows, np.int64)
         self.g_buf = np.empty((rows, max(2, _linears(net)[-1].out_features)), x.dtype)
         self.weights = [lin.weight for lin in _linears(net)]
-        self.scratch = [np.empty_like(w.data) for w in self.weights] if s.alpha else []
         self.n_batches = -(-x.shape[0] // batch_size)
         self.step_count = 0
 
@@ -725,9 +770,7 @@ class _EpochContext:
             self._diverged(opt, xb, loss, epoch, b)
         opt.zero_grad()
         net.backward(dz, input_grad=False)
-        for w, tmp in zip(self.weights, self.scratch):
-            np.multiply(w.data, s.alpha / scale, out=tmp)
-            w.grad += tmp
+        opt.weight_decay = s.alpha / scale  # the L2 gradient alpha * W / S, in the step
         opt.step()
         return loss, hits
 
