@@ -54,6 +54,40 @@ cdef extern from "pyce_kernels.h" nogil:
     const char *pyce_simd_path()
     const char *pyce_compiler()
 
+# ---- fork safety (issue 15): cext/pyce_threads.h
+cdef extern from "pyce_threads.h" nogil:
+    int pyce_threads_init()
+    int pyce_threads_allowed()
+    int pyce_threads_pool_started()
+
+cdef extern from "pyce_kernels.h" nogil:
+    int pyce_threads_for(int requested, int64_t rows, int64_t c)
+
+if pyce_threads_init() != 0:
+    raise ImportError("pyce: could not register its fork handler (pthread_atfork failed)")
+
+AFTER_FORK_POLICY = "serial in a child of a parent that used threads"
+
+
+def threads_info():
+    """This process's fork-safety state: 'pool_started' (a kernel entered an
+    OpenMP region with several threads here or in a process this one was
+    forked from) and 'serial_after_fork' (this process was forked after that,
+    so every kernel runs serially in it)."""
+    return {"pool_started": pyce_threads_pool_started() == 1,
+            "serial_after_fork": pyce_threads_allowed() == 0}
+
+
+def threads_for(int64_t n, int64_t c, n_threads=None):
+    """The number of threads a kernel call on an (n, c) batch with this
+    n_threads (None: the default) would use in this process (for tests)."""
+    if n_threads is not None and n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+    cdef int requested = 0 if n_threads is None else <int>n_threads
+    return pyce_threads_for(requested, n, c)
+# ---- end fork safety
+
+
 cdef extern from *:
     const char *PYCE_BUILD_OPENMP
     const char *PYCE_BUILD_COMPILE_ARGS
@@ -141,6 +175,9 @@ def build_info():
     return {
         "openmp": pyce_have_openmp() == 1,
         "max_threads": pyce_max_threads(),
+        "after_fork": (AFTER_FORK_POLICY if pyce_have_openmp()  # fork safety (issue 15)
+                       else "serial kernels everywhere (no OpenMP)"),
+        "serial_after_fork": pyce_threads_allowed() == 0,
         "simd_path": pyce_simd_path().decode(),
         "compiler": pyce_compiler().decode(),
         "compile_args": PYCE_BUILD_COMPILE_ARGS.decode(),
