@@ -93,6 +93,12 @@ def measure(shape, dtype, budget=1.0, with_reference=True, with_torch=True):
     }
     if with_reference:
         fns["reference"] = lambda: ref.cross_entropy_and_grad(x, t)
+    # fork safety (issue 15): in a forked child of a process whose OpenMP pool
+    # was started, torch (whose libgomp.so.1 the loader shares with pyce's)
+    # would wait forever for that pool; its column stays empty there.
+    from pyce import _ce
+    if _ce.threads_info()["serial_after_fork"]:
+        with_torch = False
     if with_torch and importlib.util.find_spec("torch") is not None:
         import torch
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)
