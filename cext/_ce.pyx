@@ -66,14 +66,15 @@ cdef extern from "pyce_kernels.h" nogil:
 if pyce_threads_init() != 0:
     raise ImportError("pyce: could not register its fork handler (pthread_atfork failed)")
 
-AFTER_FORK_POLICY = "serial in a child of a parent that used threads"
+AFTER_FORK_POLICY = "serial in a child of a parent that used threads (pyce's, or had torch loaded)"
 
 
 def threads_info():
     """This process's fork-safety state: 'pool_started' (a kernel entered an
     OpenMP region with several threads here or in a process this one was
-    forked from) and 'serial_after_fork' (this process was forked after that,
-    so every kernel runs serially in it)."""
+    forked from, or this process was forked while torch, which shares the
+    OpenMP runtime, was loaded) and 'serial_after_fork' (this process was
+    forked after that, so every kernel runs serially in it)."""
     return {"pool_started": pyce_threads_pool_started() == 1,
             "serial_after_fork": pyce_threads_allowed() == 0}
 

@@ -19,9 +19,14 @@
  * entered pyce's parallel region has no pool to inherit and keeps its threads;
  * spawn and forkserver children are fresh processes and keep theirs too.
  *
- * What this cannot see: a pool started in the parent by another library that
- * shares pyce's libgomp (wheels of scikit-learn and torch bundle their own
- * copies, so they do not share it; a source build might).
+ * Another library may share pyce's libgomp and start the same pool: torch's
+ * wheel ships its copy under the plain soname libgomp.so.1, so the loader maps
+ * one libgomp for both (scikit-learn's wheel renames its copy: not shared).
+ * When torch is loaded at fork time the child is serial too (a prepare handler
+ * looks it up with dlopen(RTLD_NOLOAD)).  What this cannot see: another
+ * library sharing the runtime (e.g. in a conda environment, or built from
+ * source) that ran OpenMP regions in the parent, and a fork made before pyce
+ * was imported (no handler was registered yet).
  *
  * Windows has no fork: there the functions keep the bookkeeping only.
  */
@@ -41,7 +46,8 @@ int pyce_threads_allowed(void);
 void pyce_threads_mark_pool(void);
 
 /* 1 once this process (or an ancestor it was forked from) has entered a
- * parallel region with more than one thread. */
+ * parallel region with more than one thread, or was forked while torch was
+ * loaded. */
 int pyce_threads_pool_started(void);
 
 #endif
