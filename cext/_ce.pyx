@@ -79,13 +79,11 @@ def threads_info():
             "serial_after_fork": pyce_threads_allowed() == 0}
 
 
-def threads_for(int64_t n, int64_t c, n_threads=None):
-    """The number of threads a kernel call on an (n, c) batch with this
-    n_threads (None: the default) would use in this process (for tests)."""
-    if n_threads is not None and n_threads < 1:
-        raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
-    cdef int requested = 0 if n_threads is None else <int>n_threads
-    return pyce_threads_for(requested, n, c)
+def threads_for(int64_t n, int64_t c, int n_threads):
+    """The number of threads a kernel call on an (n, c) batch would use in this
+    process (for tests); n_threads as the kernels take it (0: the default,
+    what pyce._validate.check_n_threads makes of None)."""
+    return pyce_threads_for(n_threads, n, c)
 # ---- end fork safety
 
 

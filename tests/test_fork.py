@@ -102,7 +102,7 @@ def _child(job):
     from pyce import _ce
     name, n_threads = job
     digest, grew = _new_os_threads(_call, name, n_threads)
-    return {"digest": digest, "threads_for": _ce.threads_for(N, C, n_threads),
+    return {"digest": digest, "threads_for": _ce.threads_for(N, C, n_threads or 0),
             "new_os_threads": grew, **_ce.threads_info()}
 
 
