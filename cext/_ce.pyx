@@ -22,6 +22,36 @@ from pyce_loss_kernels cimport *
 
 cnp.import_array()
 
+# ---- fork safety (issue 15): cext/pyce_threads.h
+cdef extern from "pyce_threads.h" nogil:
+    int pyce_threads_init()
+    int pyce_threads_allowed()
+    int pyce_threads_pool_started()
+
+if pyce_threads_init() != 0:
+    raise ImportError("pyce: could not register its fork handler (pthread_atfork failed)")
+
+AFTER_FORK_POLICY = "serial in a child of a parent that used threads (pyce's, or had torch loaded)"
+
+
+def threads_info():
+    """This process's fork-safety state: 'pool_started' (a kernel entered an
+    OpenMP region with several threads here or in a process this one was
+    forked from, or this process was forked while torch, which shares the
+    OpenMP runtime, was loaded) and 'serial_after_fork' (this process was
+    forked after that, so every kernel runs serially in it)."""
+    return {"pool_started": pyce_threads_pool_started() == 1,
+            "serial_after_fork": pyce_threads_allowed() == 0}
+
+
+def threads_for(int64_t n, int64_t c, int n_threads):
+    """The number of threads a kernel call on an (n, c) batch would use in this
+    process (for tests); n_threads as the kernels take it (0: the default,
+    what pyce._validate.check_n_threads makes of None)."""
+    return pyce_threads_for(n_threads, n, c)
+# ---- end fork safety
+
+
 cdef extern from *:
     const char *PYCE_BUILD_COMPILE_ARGS
     const char *PYCE_BUILD_LINK_ARGS
@@ -172,6 +202,9 @@ def build_info():
     return {
         "openmp": pyce_have_openmp() == 1,
         "max_threads": pyce_max_threads(),
+        "after_fork": (AFTER_FORK_POLICY if pyce_have_openmp()  # fork safety (issue 15)
+                       else "serial kernels everywhere (no OpenMP)"),
+        "serial_after_fork": pyce_threads_allowed() == 0,
         "simd_path": pyce_simd_path().decode(),
         "compiler": pyce_compiler().decode(),
         "compile_args": PYCE_BUILD_COMPILE_ARGS.decode(),

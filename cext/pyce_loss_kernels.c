@@ -49,6 +49,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "pyce_threads.h" /* fork safety (issue 15) */
 
 
 /* Below this many elements a call runs serially: entering an OpenMP region
@@ -77,6 +78,8 @@ static int choose_threads(int requested, int64_t elements, int64_t nblocks)
 {
 #ifdef _OPENMP
     if (elements < PYCE_PARALLEL_MIN_ELEMENTS || nblocks < 2)
+        return 1;
+    if (!pyce_threads_allowed()) /* fork safety: serial in a forked child, pyce_threads.h */
         return 1;
     int t = requested > 0 ? requested : omp_get_max_threads();
     if (t > nblocks)
@@ -249,6 +252,17 @@ PYCE_CLONES void pyce_log_array_f64(const double *x, double *out, int64_t n)
 #pragma omp simd
     for (int64_t i = 0; i < n; i++)
         out[i] = pyce_log_f64(x[i]);
+}
+
+/* The thread count pyce_ce / pyce_softmax would use for `rows` rows of c
+ * classes with n_threads = requested (0: the default): for tests and
+ * introspection (fork safety, issue 15). */
+int pyce_threads_for(int requested, int64_t rows, int64_t c)
+{
+    if (rows <= 0 || c <= 0)
+        return 1;
+    const int64_t bs = block_rows(rows);
+    return choose_threads(requested, rows * c, (rows + bs - 1) / bs);
 }
 
 int pyce_have_openmp(void)

@@ -81,6 +81,8 @@ void pyce_log_array_f64(const double *x, double *out, int64_t n);
 /* Build information for pyce.show_config(). */
 int pyce_have_openmp(void);
 int pyce_max_threads(void);
+/* Fork safety (issue 15): the thread count a kernel call would use. */
+int pyce_threads_for(int requested, int64_t rows, int64_t c);
 const char *pyce_simd_path(void);
 const char *pyce_compiler(void);
 

@@ -45,5 +45,6 @@ cdef extern from "pyce_loss_kernels.h" nogil:
     void pyce_log_array_f64(const double *x, double *out, int64_t n)
     int pyce_have_openmp()
     int pyce_max_threads()
+    int pyce_threads_for(int requested, int64_t rows, int64_t c)
     const char *pyce_simd_path()
     const char *pyce_compiler()

@@ -574,6 +574,7 @@ double SFX(pyce_ce)(const pyce_ce_args *a)
             partial[b] = SFX(pyce_ce_block)(a, b * bs, hi);
         }
     } else {
+        pyce_threads_mark_pool(); /* fork safety: see pyce_threads.h */
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (int64_t b = 0; b < nblocks; b++) {
             const int64_t hi = (b + 1) * bs < rows ? (b + 1) * bs : rows;
@@ -690,6 +691,7 @@ void SFX(pyce_softmax)(const pyce_softmax_args *a)
         for (int64_t b = 0; b < nblocks; b++)
             SFX(pyce_softmax_block)(a, b * bs, (b + 1) * bs < rows ? (b + 1) * bs : rows);
     } else {
+        pyce_threads_mark_pool(); /* fork safety: see pyce_threads.h */
 #pragma omp parallel for schedule(static) num_threads(nt)
         for (int64_t b = 0; b < nblocks; b++)
             SFX(pyce_softmax_block)(a, b * bs, (b + 1) * bs < rows ? (b + 1) * bs : rows);

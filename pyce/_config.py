@@ -21,6 +21,8 @@ def show_config(file=None):
         "pyce build configuration",
         f"  OpenMP          : {'on' if info['openmp'] else 'off (serial kernels)'}"
         + (f", {info['max_threads']} threads by default" if info["openmp"] else ""),
+        f"  after fork      : {info['after_fork']}"  # fork safety (issue 15)
+        + (" (this process is such a child: serial)" if info["serial_after_fork"] else ""),
         f"  SIMD path       : {info['simd_path']}",
         f"  compiler        : {info['compiler']}",
         f"  compile flags   : {info['compile_args']}",

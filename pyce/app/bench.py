@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from pyce import _ce
+
 SHAPES = [(128, 10), (1024, 10), (262144, 10), (4096, 1000), (2048, 32000)]
 QUICK_SHAPES = [(128, 10), (1024, 10), (4096, 1000)]
 
@@ -110,6 +112,11 @@ def measure(shape, dtype, budget=1.0, with_reference=True, with_torch=True):
     }
     if with_reference:
         fns["reference"] = lambda: ref.cross_entropy_and_grad(x, t)
+    # fork safety (issue 15): in a forked child of a process whose OpenMP pool
+    # was started, torch (whose libgomp.so.1 the loader shares with pyce's)
+    # would wait forever for that pool; its column stays empty there.
+    if _ce.threads_info()["serial_after_fork"]:
+        with_torch = False
     torch = _import_torch() if with_torch else None
     if torch is not None:
         xt, tt = torch.from_numpy(x), torch.from_numpy(t)

@@ -88,7 +88,7 @@ def test_build_without_a_c_compiler_says_so_not_install_libgomp(tmp_path):
     # as a missing OpenMP runtime (issue 12.9)
     pytest.importorskip("Cython")
     shutil.copytree(CEXT, tmp_path / "cext", ignore=shutil.ignore_patterns("*.c", "*.so"))
-    for name in ("pyce_loss_kernels.c", "pyce_trainer_kernels.c"):
+    for name in ("pyce_loss_kernels.c", "pyce_trainer_kernels.c", "pyce_threads.c"):
         if os.path.exists(os.path.join(CEXT, name)):
             shutil.copy(os.path.join(CEXT, name), tmp_path / "cext" / name)
     shutil.copy(os.path.join(ROOT, "setup.py"), tmp_path / "setup.py")
