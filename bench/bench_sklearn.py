@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - the benchmark needs the optional extra
         sys.exit('bench_sklearn.py needs scikit-learn: pip install ".[sklearn]"')
     pytest.skip("scikit-learn is not installed", allow_module_level=True)
 
-from pyce._bench import machine_summary
+from pyce.app.bench import machine_summary
 from pyce.sklearn import MLPClassifier
 
 DIGITS = dict(hidden_layer_sizes=(256, 128), activation="relu", solver="sgd",

@@ -3,7 +3,7 @@
 The margins asserted here (correct models at least 100x below the tolerance,
 bugs at least 1e4x above it, 1e3x for a single wrong row of 256) are what makes the verdict trustworthy: the
 measured values are in the report of the gradcheck branch and the module
-docstring of pyce/_gradcheck.py.
+docstring of pyce/trainer/gradcheck.py.
 """
 import numpy as np
 import pytest
