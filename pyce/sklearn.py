@@ -40,6 +40,7 @@ import pyce.optim as _optim
 import pyce.train as _train
 from pyce._core import cross_entropy_and_grad, log_softmax, softmax
 from pyce._progress import format_epoch
+from pyce.trainer.fit import blas_policy
 from pyce._validate import (check_float_dtype, check_nonneg_scalar, check_positive_int,
                             check_probability, check_row_array)
 
@@ -467,7 +468,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         train, val = self._split(s, X, y, sample_weight, rs)
         net = _make_net(self.coefs_, self.intercepts_, s.activation)
         opt = self._make_optimizer(s, net, incremental)
-        best = self._run(s, net, opt, train, val, class_weight, incremental, rs)
+        # the trainer's BLAS thread policy (fit's blas_threads='auto'): small products
+        # on a busy machine would otherwise wait for OpenBLAS threads (issue 12.3)
+        with blas_policy("auto", net, self._batch_size(s, train[0].shape[0])) as blas:
+            best = self._run(s, net, opt, train, val, class_weight, incremental, rs, blas)
         self._optimizer_state = opt.state_dict()
         source = best if best is not None else [p.data for p in net.parameters()]
         self.coefs_ = [np.ascontiguousarray(w.T) for w in source[0::2]]
@@ -584,13 +588,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                           f"using batches of {n}", UserWarning, stacklevel=4)
         return min(s.batch_size, n)
 
-    def _run(self, s, net, opt, train, val, class_weight, incremental, rs):
+    def _run(self, s, net, opt, train, val, class_weight, incremental, rs, blas):
         """The epochs of one fit / partial_fit call. Returns the best epoch's parameters
         with early_stopping (net.parameters() order), else None."""
         x, y, sw = train
         n = x.shape[0]
         batch_size = self._batch_size(s, n)
-        ctx = _EpochContext(s, net, x, y, sw, class_weight, batch_size, bool(self.verbose))
+        ctx = _EpochContext(s, net, x, y, sw, class_weight, batch_size, bool(self.verbose),
+                            blas)
         order = np.arange(n)
         best = None
         self.n_iter_ = 0
@@ -711,8 +716,9 @@ class _EpochContext:
     """What every step of one fit call needs: the data, the reused batch buffers,
     the weights that get the L2 term, and the step counter for divergence messages."""
 
-    def __init__(self, s, net, x, y, sw, class_weight, batch_size, count_correct):
+    def __init__(self, s, net, x, y, sw, class_weight, batch_size, count_correct, blas):
         self.s, self.net, self.x, self.y, self.sw = s, net, x, y, sw
+        self.blas = blas  # the BLAS thread policy: tick() once per step
         self.class_weight = class_weight
         self.batch_size = batch_size
         self.count_correct = count_correct
@@ -735,6 +741,7 @@ class _EpochContext:
             np.take(self.y, idx, out=yb, mode="clip")
             swb = None if self.sw is None else self.sw[idx]
             loss, hits = self.step(opt, xb, yb, swb, epoch, b)
+            self.blas.tick()
             total += loss * rows
             correct += hits
         n = self.x.shape[0]

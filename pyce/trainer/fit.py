@@ -89,7 +89,7 @@ def fit(model, loss_fn, optimizer, x_train, y_train, *, epochs, batch_size, x_te
                verbose=verbose, early_stopping=early_stopping, checkpoint=checkpoint,
                on_epoch=on_epoch)
     run.set_data(x_train, y_train, x_test, y_test)
-    policy = _blas_policy(blas_threads, model, min(run.batch_size, len(run.x_train)))
+    policy = blas_policy(blas_threads, model, min(run.batch_size, len(run.x_train)))
     if resume is not None and run.resume(resume):
         return run.history
     with policy, optimizer.fused_gradients():
@@ -120,8 +120,16 @@ class _FixedThreads:
         pass
 
 
-def _blas_policy(setting, model, rows):
-    """The BLAS thread policy for fit's `blas_threads` setting (see fit)."""
+def blas_policy(setting, model, rows):
+    """The BLAS thread policy for a `blas_threads` setting (see fit): a context
+    manager whose tick() is called once per training step.
+
+    setting: 'auto', None or a positive int, as fit's blas_threads.
+    model: the Module being trained (its largest weight sizes the fallback).
+    rows: the rows of a training batch.
+    Returns an object usable as `with policy: ... policy.tick()`. Used by fit and
+    by pyce.sklearn.MLPClassifier, so both train under the same policy.
+    """
     if setting is None:
         return _FixedThreads(None)
     if isinstance(setting, str):

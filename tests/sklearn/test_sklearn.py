@@ -415,3 +415,31 @@ def test_inputs_not_modified(blobs):
     clf.partial_fit(x, y, sample_weight=sw)
     for before, after in zip(copies, (x, y, sw)):
         np.testing.assert_array_equal(before, after)
+
+
+def test_fit_trains_under_the_trainers_blas_thread_policy(monkeypatch):
+    """The estimator uses fit's BLAS policy (issue 12.3: no OpenBLAS-threads cliff on a
+    busy machine): the policy is entered with 'auto' and ticked once per step."""
+    import pyce.sklearn as psk
+    from pyce.trainer.fit import blas_policy
+    calls = []
+
+    def recording_policy(setting, model, rows):
+        policy = blas_policy(setting, model, rows)
+        calls.append({"setting": setting, "rows": rows, "ticks": 0})
+        tick = policy.tick
+
+        def counted_tick():
+            calls[-1]["ticks"] += 1
+            tick()
+        policy.tick = counted_tick
+        return policy
+
+    monkeypatch.setattr(psk, "blas_policy", recording_policy)
+    x, y = make_classification(n_samples=100, n_features=5, n_informative=3, n_classes=3,
+                               random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(hidden_layer_sizes=(8,), batch_size=32, max_iter=3,
+                      random_state=0).fit(x, y)
+    assert calls == [{"setting": "auto", "rows": 32, "ticks": 3 * 4}]  # 3 epochs x 4 batches
