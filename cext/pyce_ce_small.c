@@ -1,0 +1,775 @@
+/*
+ * Few classes (C <= 16) at memory speed: fused softmax cross-entropy with
+ * rows across SIMD lanes, moved there by in-register transposes.
+ *
+ * DESIGN NOTE (see also ../shared/PERF-NOTES.md and the report of branch perf)
+ *
+ * What is accelerated.  Class-index targets, no label smoothing, no z-loss,
+ * 2-d (N, C) input (d = 1) with a contiguous class axis (rows may have any
+ * stride), C <= 16, float32 and float64, with or without a gradient, with
+ * class weights, sample weights, grad_output, ignore_index and per-row losses
+ * ('none').  Everything else (probability targets, smoothing, z-loss, (N, C,
+ * d...) inputs, strided class axes, gradients beyond the dtype's range) stays
+ * on the existing lanes path: pyce_ce_small_* returns 0 for it.
+ *
+ * How (AVX-512, float32; float64 is the same with 8 rows and 8x8 blocks):
+ *   1. 16 rows are loaded one per register (masked loads of the row's C
+ *      floats; the other lanes become classes >= C, never used),
+ *   2. a 16x16 transpose (unpcklps, unpcklpd, two vshuff32x4 stages, only the
+ *      outputs that are classes) gives one register per class, lane r = row r,
+ *   3. max across the C registers, x - m, the kernels' own exp
+ *      (pyce_expneg_f32, pyce_exp.h) on C*16 lanes, sums of four exps in float
+ *      then in double (the rule of row_expsum), log in double (pyce_log_f64),
+ *   4. x_y and e_y picked by compare masks (lane r: class == y_r), the loss and
+ *      the gradient coefficients of all 16 rows in double (small_row_* below),
+ *   5. gradient = e * g/s (rows not computed: 0), the target lanes replaced by
+ *      g (e_y - s)/s, the transpose back, masked stores of C floats per row.
+ *   Gathers and scatters are avoided on purpose: microcoded on AMD Zen
+ *   (vgatherdps zmm ~15+, vscatterdps ~20+ cycles), and the old lanes path,
+ *   which compiled to them, cost about 7 cycles per element there.  Masked
+ *   AVX-512 loads and stores are single instructions on Zen 4 and on Intel,
+ *   so no overlapping or tail special case is needed.
+ *
+ * AVX2 (x86-64-v3 without AVX-512): 8 rows per group, two 8x8 transposes
+ * (cols 0-7, 8-15); loads read a full 8 or 16 floats from each row start, so a
+ * group whose reads or writes would pass the block's last row goes through a
+ * stack buffer; no vmaskmovps (microcoded on AMD).
+ *
+ * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
+ * __builtin_cpu_supports at every call (a load and a test); other CPUs and
+ * compilers return 0 and use the existing path.  Never -march=native.
+ *
+ * Numerics: the same per-element operations as ce_lanes_plain (exp in T, row
+ * sums and everything per row in double, target gradient entry in double), so
+ * the precision bound holds unchanged; results are bitwise identical for
+ * every n_threads (blocks are cut by the caller independently of threads,
+ * each group's sums run in a fixed order).  Sums of four exps are formed in T
+ * before entering the double accumulator, as row_expsum does.
+ */
+#include "pyce_ce_small.h"
+#include "pyce_exp.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(PYCE_NO_CLONES)
+#define PYCE_SMALL_X86 1
+#include <immintrin.h>
+#else
+#define PYCE_SMALL_X86 0
+#endif
+
+/* ---- per-row rules of the plain class-target case (shared by every ISA) ----
+ * These are the rules ce_lanes_plain (pyce_kernel_impl.h) writes inline; kept
+ * here as one small function each until the kernel has shared per-row helpers. */
+
+/* The weight w = class_weight[y] * sample_weight[i] of a computed row and its
+ * gradient factor g = grad_scale * grad_output[i] * w. */
+PYCE_ALWAYS_INLINE void small_row_weights(const pyce_ce_args *a, int64_t i, int64_t y,
+                                          double *w, double *g)
+{
+    double wr = a->class_weight ? a->class_weight[y] : 1.0;
+    double gr = a->grad_scale;
+    if (a->sample_weight)
+        wr *= a->sample_weight[i];
+    if (a->grad_output)
+        gr *= a->grad_output[i];
+    *w = wr;
+    *g = gr * wr;
+}
+
+/* Loss of a row: w log(s) - w (x_y - m), where a zero weight makes the second
+ * term exactly 0 (a -inf target logit must not give NaN); a NaN row stays NaN
+ * through log(s); a row not computed (ignored) is 0. */
+PYCE_ALWAYS_INLINE double small_row_loss(int live, double w, double ls, double xy_minus_m)
+{
+    return live ? w * ls - (w != 0.0 ? w * xy_minus_m : 0.0) : 0.0;
+}
+
+/* The gradient coefficients of a row, given inv = 1/s (one division per row
+ * instead of two): p_k's factor g/s, and
+ * the target entry g (e_y - s)/s in double (no cancellation at p_y ~ 1).
+ * Both are rounded to T afterwards. */
+PYCE_ALWAYS_INLINE void small_row_grad_coefs(double g, double ey, double s, double inv,
+                                             double *pcd, double *fix)
+{
+    *pcd = g * inv;
+    *fix = g * (ey - s) * inv;
+}
+
+typedef struct {
+    int32_t y[16];   /* target class, -1 for a row not computed (ignored or past the range) */
+    double w[16];    /* small_row_weights' w (0 when not computed) */
+    double g[16];    /* its gradient factor g (0 when not computed) */
+    uint32_t live;   /* bit r set: row r is computed */
+} small_rows;
+
+PYCE_ALWAYS_INLINE void small_prep(const pyce_ce_args *a, int64_t i0, int nrows, int lanes,
+                                   small_rows *p)
+{
+    uint32_t live = 0;
+    for (int r = 0; r < lanes; r++) {
+        const int64_t i = i0 + (r < nrows ? r : 0);
+        const int64_t y = a->target[i];
+        const int lv = r < nrows && y != a->ignore_index;
+        double w, g;
+        small_row_weights(a, i, lv ? y : 0, &w, &g);
+        p->y[r] = lv ? (int32_t)y : -1;
+        p->w[r] = lv ? w : 0.0;
+        p->g[r] = lv ? g : 0.0;
+        live |= (uint32_t)lv << r;
+    }
+    p->live = live;
+}
+
+/* The normal gradient path needs |g/s| <= T's largest value; s >= 1 for every
+ * row that is not NaN (its maximum contributes exp(0) = 1), so |g| <= tmax is
+ * enough.  Otherwise the range is left to the existing path, which combines
+ * such gradients in double (overflow to +-inf, never inf - inf). */
+static int small_grad_in_range(const pyce_ce_args *a, int64_t i0, int64_t i1, double tmax)
+{
+    if (!a->grad)
+        return 1;
+    if (!a->class_weight && !a->sample_weight && !a->grad_output)
+        return !(fabs(a->grad_scale) > tmax);
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t y = a->target[i];
+        if (y == a->ignore_index)
+            continue;
+        double w, g;
+        small_row_weights(a, i, y, &w, &g);
+        if (fabs(g) > tmax)
+            return 0;
+    }
+    return 1;
+}
+
+static int small_handles(const pyce_ce_args *a)
+{
+    return a->target && !a->target_prob && a->c >= 1 && a->c <= 16 && a->d == 1 &&
+           a->label_smoothing == 0.0 && a->z_loss == 0.0 && a->x_sc == 1 &&
+           (!a->grad || a->g_sc == 1);
+}
+
+#if PYCE_SMALL_X86
+
+#if defined(__clang__)
+#define PYCE_TGT_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define PYCE_TGT_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define PYCE_TGT_AVX512 \
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")))
+#define PYCE_TGT_AVX2 __attribute__((target("avx2,fma")))
+#endif
+#define PYCE_INL static inline __attribute__((always_inline))
+
+/* ============================ AVX-512, float32 ============================ */
+
+/* Sum of 16 doubles as a fixed tree (the order never depends on threads). */
+PYCE_TGT_AVX512 PYCE_INL double small_sum16(const double *v)
+{
+    __m512d a = _mm512_add_pd(_mm512_loadu_pd(v), _mm512_loadu_pd(v + 8));
+    __m256d b = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd(a, 1));
+    __m128d c = _mm_add_pd(_mm256_castpd256_pd128(b), _mm256_extractf128_pd(b, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(c, _mm_unpackhi_pd(c, c)));
+}
+
+/* 16x16 transpose: out[k] lane r = in[r] lane k.  Inputs nin.. do not matter
+ * (their lanes of the outputs are never used) and only outputs < nout are
+ * formed; both are constants after inlining, so the unused steps vanish. */
+PYCE_TGT_AVX512 PYCE_INL void tr16_ps(const __m512 *in, __m512 *out, const int nin, const int nout)
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        if (2 * i >= nin) {
+            t[2 * i] = t[2 * i + 1] = in[0];
+            continue;
+        }
+        const __m512 b = 2 * i + 1 < nin ? in[2 * i + 1] : in[2 * i];
+        t[2 * i] = _mm512_unpacklo_ps(in[2 * i], b);
+        t[2 * i + 1] = _mm512_unpackhi_ps(in[2 * i], b);
+    }
+    /* u[4q + j], 128-bit block b: column 4b + j of rows 4q .. 4q+3 */
+    for (int q = 0; q < 4; q++) {
+        if (4 * q >= nin) {
+            u[4 * q] = u[4 * q + 1] = u[4 * q + 2] = u[4 * q + 3] = t[0];
+            continue;
+        }
+        const __m512d a0 = _mm512_castps_pd(t[4 * q]), a1 = _mm512_castps_pd(t[4 * q + 1]);
+        const __m512d a2 = _mm512_castps_pd(t[4 * q + 2]), a3 = _mm512_castps_pd(t[4 * q + 3]);
+        u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    for (int j = 0; j < 4 && j < nout; j++) {
+        const __m512 v88 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+        const __m512 vdd = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
+        const __m512 w88 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+        const __m512 wdd = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+        out[j] = _mm512_shuffle_f32x4(v88, w88, 0x88);
+        if (4 + j < nout)
+            out[4 + j] = _mm512_shuffle_f32x4(vdd, wdd, 0x88);
+        if (8 + j < nout)
+            out[8 + j] = _mm512_shuffle_f32x4(v88, w88, 0xdd);
+        if (12 + j < nout)
+            out[12 + j] = _mm512_shuffle_f32x4(vdd, wdd, 0xdd);
+    }
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 16) with C classes; returns their loss sum. */
+/* small_prep for 16 whole rows without weights or grad_output, vectorized. */
+PYCE_TGT_AVX512 PYCE_INL void small_prep_plain16(const pyce_ce_args *a, int64_t i0, small_rows *p)
+{
+    const __m512i ig = _mm512_set1_epi64(a->ignore_index);
+    const __m512i t0 = _mm512_loadu_si512((const void *)(a->target + i0));
+    const __m512i t1 = _mm512_loadu_si512((const void *)(a->target + i0 + 8));
+    const __mmask16 live = (__mmask16)(_mm512_cmpneq_epi64_mask(t0, ig) |
+                                       ((unsigned)_mm512_cmpneq_epi64_mask(t1, ig) << 8));
+    const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t0)),
+                                         _mm512_cvtepi64_epi32(t1), 1);
+    _mm512_storeu_si512((void *)p->y, _mm512_mask_mov_epi32(_mm512_set1_epi32(-1), live, y));
+    const __m512d one = _mm512_set1_pd(1.0), g = _mm512_set1_pd(a->grad_scale);
+    _mm512_storeu_pd(p->w, _mm512_maskz_mov_pd((__mmask8)live, one));
+    _mm512_storeu_pd(p->w + 8, _mm512_maskz_mov_pd((__mmask8)(live >> 8), one));
+    _mm512_storeu_pd(p->g, _mm512_maskz_mov_pd((__mmask8)live, g));
+    _mm512_storeu_pd(p->g + 8, _mm512_maskz_mov_pd((__mmask8)(live >> 8), g));
+    p->live = live;
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 16; full: nrows == 16, a constant) with C
+ * classes; returns their loss sum. */
+PYCE_TGT_AVX512 PYCE_INL double group_f32_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
+                                                 const int C, const int full)
+{
+    enum { L = 16 };
+    const int64_t sx = a->x_sn;
+    const float *x = (const float *)a->x + i0 * sx;
+    float *grad = a->grad ? (float *)a->grad + i0 * a->g_sn : NULL;
+    const __mmask16 cm = (__mmask16)((1u << C) - 1u);
+    const int64_t sg = a->g_sn;
+    small_rows p;
+    if (full)
+        nrows = L;
+    if (full && !a->class_weight && !a->sample_weight && !a->grad_output)
+        small_prep_plain16(a, i0, &p);
+    else
+        small_prep(a, i0, nrows, L, &p);
+
+    __m512 R[16], V[16], E[16];
+    for (int r = 0; r < L; r++)
+        R[r] = _mm512_maskz_loadu_ps(r < nrows ? cm : 0, x + (r < nrows ? r : 0) * sx);
+    tr16_ps(R, V, L, C);
+
+    __m512 m = V[0];
+    for (int k = 1; k < C; k++)
+        m = _mm512_max_ps(m, V[k]);
+    float eb[16 * 16] __attribute__((aligned(64)));
+    for (int k = 0; k < C; k++)
+        _mm512_store_ps(eb + 16 * k, _mm512_sub_ps(V[k], m));
+#pragma omp simd simdlen(16)
+    for (int j = 0; j < 16 * C; j++)
+        eb[j] = pyce_expneg_f32(eb[j]);
+    for (int k = 0; k < C; k++)
+        E[k] = _mm512_load_ps(eb + 16 * k);
+
+    /* row sums: four exps in float, then double (as row_expsum) */
+    __m512d slo = _mm512_setzero_pd(), shi = _mm512_setzero_pd();
+    for (int k = 0; k < C; k += 4) {
+        __m512 q;
+        if (k + 3 < C)
+            q = _mm512_add_ps(_mm512_add_ps(E[k], E[k + 1]), _mm512_add_ps(E[k + 2], E[k + 3]));
+        else if (k + 2 < C)
+            q = _mm512_add_ps(_mm512_add_ps(E[k], E[k + 1]), E[k + 2]);
+        else if (k + 1 < C)
+            q = _mm512_add_ps(E[k], E[k + 1]);
+        else
+            q = E[k];
+        slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(q)));
+        shi = _mm512_add_pd(shi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(q, 1)));
+    }
+
+    /* target lanes: x_y and e_y */
+    const __m512i yv = _mm512_loadu_si512((const void *)p.y);
+    __mmask16 mk[16];
+    __m512 xy = _mm512_setzero_ps(), ey = _mm512_setzero_ps();
+    for (int k = 0; k < C; k++) {
+        mk[k] = _mm512_cmpeq_epi32_mask(yv, _mm512_set1_epi32(k));
+        xy = _mm512_mask_mov_ps(xy, mk[k], V[k]);
+        ey = _mm512_mask_mov_ps(ey, mk[k], E[k]);
+    }
+
+    double sv[16], mv[16], xyv[16], eyv[16], lossv[16], pcd[16], fixd[16];
+    _mm512_storeu_pd(sv, slo);
+    _mm512_storeu_pd(sv + 8, shi);
+    _mm512_storeu_pd(mv, _mm512_cvtps_pd(_mm512_castps512_ps256(m)));
+    _mm512_storeu_pd(mv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(m, 1)));
+    _mm512_storeu_pd(xyv, _mm512_cvtps_pd(_mm512_castps512_ps256(xy)));
+    _mm512_storeu_pd(xyv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(xy, 1)));
+    _mm512_storeu_pd(eyv, _mm512_cvtps_pd(_mm512_castps512_ps256(ey)));
+    _mm512_storeu_pd(eyv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(ey, 1)));
+#pragma omp simd
+    for (int r = 0; r < L; r++) {
+        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+        small_row_grad_coefs(p.g[r], eyv[r], sv[r], 1.0 / sv[r], &pcd[r], &fixd[r]);
+    }
+
+    if (grad) {
+        const __mmask16 live = (__mmask16)p.live;
+        const __m512 pc = _mm512_insertf32x8(
+            _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(pcd))),
+            _mm512_cvtpd_ps(_mm512_loadu_pd(pcd + 8)), 1);
+        const __m512 fix = _mm512_insertf32x8(
+            _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(fixd))),
+            _mm512_cvtpd_ps(_mm512_loadu_pd(fixd + 8)), 1);
+        for (int k = 0; k < C; k++)
+            V[k] = _mm512_mask_mov_ps(_mm512_maskz_mul_ps(live, E[k], pc), mk[k], fix);
+        tr16_ps(V, R, C, L);
+        for (int r = 0; r < L; r++)
+            _mm512_mask_storeu_ps(grad + (r < nrows ? r : 0) * sg, r < nrows ? cm : 0, R[r]);
+    }
+    float *loss_out = (float *)a->loss;
+    if (loss_out)
+        for (int r = 0; r < nrows; r++)
+            loss_out[i0 + r] = (float)lossv[r];
+    /* rows not computed have loss 0: a fixed tree over the 16 lanes */
+    return small_sum16(lossv);
+}
+
+#define PYCE_SMALL_ROWS(NAME, GROUP, LANES, C)                                            \
+    static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
+    {                                                                                     \
+        double total = 0.0;                                                               \
+        int64_t i = i0;                                                                   \
+        for (; i + LANES <= i1; i += LANES)                                               \
+            total += GROUP(a, i, LANES, C, 1);                                            \
+        if (i < i1)                                                                       \
+            total += GROUP(a, i, (int)(i1 - i), C, 0);                                    \
+        return total;                                                                     \
+    }
+
+#define PYCE_SMALL_ALL_C(NAME, GROUP, LANES, TGT, ROWS)                                         \
+    TGT ROWS(NAME, GROUP, LANES, 1) TGT ROWS(NAME, GROUP, LANES, 2)  \
+    TGT ROWS(NAME, GROUP, LANES, 3) TGT ROWS(NAME, GROUP, LANES, 4)  \
+    TGT ROWS(NAME, GROUP, LANES, 5) TGT ROWS(NAME, GROUP, LANES, 6)  \
+    TGT ROWS(NAME, GROUP, LANES, 7) TGT ROWS(NAME, GROUP, LANES, 8)  \
+    TGT ROWS(NAME, GROUP, LANES, 9) TGT ROWS(NAME, GROUP, LANES, 10) \
+    TGT ROWS(NAME, GROUP, LANES, 11) TGT ROWS(NAME, GROUP, LANES, 12) \
+    TGT ROWS(NAME, GROUP, LANES, 13) TGT ROWS(NAME, GROUP, LANES, 14) \
+    TGT ROWS(NAME, GROUP, LANES, 15) TGT ROWS(NAME, GROUP, LANES, 16) \
+    static double (*const NAME##_table[17])(const pyce_ce_args *, int64_t, int64_t) = {   \
+        NULL, NAME##_c1, NAME##_c2, NAME##_c3, NAME##_c4, NAME##_c5, NAME##_c6,          \
+        NAME##_c7, NAME##_c8, NAME##_c9, NAME##_c10, NAME##_c11, NAME##_c12, NAME##_c13, \
+        NAME##_c14, NAME##_c15, NAME##_c16};
+
+PYCE_SMALL_ALL_C(f32_avx512, group_f32_avx512, 16, PYCE_TGT_AVX512, PYCE_SMALL_ROWS)
+
+/* ============================ AVX-512, float64 ============================ */
+
+/* 8x8 transpose of doubles: out[k] lane r = in[r] lane k; inputs nin.. do
+ * not matter, only outputs < nout are formed. */
+PYCE_TGT_AVX512 PYCE_INL void tr8_pd(const __m512d *in, __m512d *out, const int nin, const int nout)
+{
+    __m512d t[8];
+    for (int i = 0; i < 4; i++) {
+        if (2 * i >= nin) {
+            t[2 * i] = t[2 * i + 1] = in[0];
+            continue;
+        }
+        const __m512d b = 2 * i + 1 < nin ? in[2 * i + 1] : in[2 * i];
+        t[2 * i] = _mm512_unpacklo_pd(in[2 * i], b);      /* block b: column 2b, rows 2i, 2i+1 */
+        t[2 * i + 1] = _mm512_unpackhi_pd(in[2 * i], b);  /* column 2b + 1 */
+    }
+    for (int j = 0; j < 2 && j < nout; j++) {
+        const __m512d v88 = _mm512_shuffle_f64x2(t[j], t[2 + j], 0x88);
+        const __m512d vdd = _mm512_shuffle_f64x2(t[j], t[2 + j], 0xdd);
+        const __m512d w88 = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0x88);
+        const __m512d wdd = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0xdd);
+        out[j] = _mm512_shuffle_f64x2(v88, w88, 0x88);
+        if (2 + j < nout)
+            out[2 + j] = _mm512_shuffle_f64x2(vdd, wdd, 0x88);
+        if (4 + j < nout)
+            out[4 + j] = _mm512_shuffle_f64x2(v88, w88, 0xdd);
+        if (6 + j < nout)
+            out[6 + j] = _mm512_shuffle_f64x2(vdd, wdd, 0xdd);
+    }
+}
+
+/* small_prep for 8 whole rows without weights or grad_output, vectorized. */
+PYCE_TGT_AVX512 PYCE_INL void small_prep_plain8(const pyce_ce_args *a, int64_t i0, small_rows *p)
+{
+    const __m512i t0 = _mm512_loadu_si512((const void *)(a->target + i0));
+    const __mmask8 live = _mm512_cmpneq_epi64_mask(t0, _mm512_set1_epi64(a->ignore_index));
+    _mm256_storeu_si256((__m256i *)p->y,
+                        _mm256_mask_mov_epi32(_mm256_set1_epi32(-1), live, _mm512_cvtepi64_epi32(t0)));
+    _mm512_storeu_pd(p->w, _mm512_maskz_mov_pd(live, _mm512_set1_pd(1.0)));
+    _mm512_storeu_pd(p->g, _mm512_maskz_mov_pd(live, _mm512_set1_pd(a->grad_scale)));
+    p->live = live;
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 8; full: nrows == 8, a constant) with C
+ * classes, float64; returns their loss sum. */
+PYCE_TGT_AVX512 PYCE_INL double group_f64_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
+                                                 const int C, const int full)
+{
+    enum { L = 8 };
+    const int64_t sx = a->x_sn, sg = a->g_sn;
+    const double *x = (const double *)a->x + i0 * sx;
+    double *grad = a->grad ? (double *)a->grad + i0 * sg : NULL;
+    const __mmask8 cm0 = (__mmask8)(C >= 8 ? 0xffu : (1u << C) - 1u);
+    const __mmask8 cm1 = (__mmask8)(C > 8 ? (1u << (C - 8)) - 1u : 0u);
+    small_rows p;
+    if (full)
+        nrows = L;
+    if (full && !a->class_weight && !a->sample_weight && !a->grad_output)
+        small_prep_plain8(a, i0, &p);
+    else
+        small_prep(a, i0, nrows, L, &p);
+
+    __m512d R[16], V[16], E[16];
+    for (int r = 0; r < L; r++) {
+        const double *xr = x + (r < nrows ? r : 0) * sx;
+        R[r] = _mm512_maskz_loadu_pd(r < nrows ? cm0 : 0, xr);
+        if (C > 8)
+            R[8 + r] = _mm512_maskz_loadu_pd(r < nrows ? cm1 : 0, xr + 8);
+    }
+    tr8_pd(R, V, L, C < 8 ? C : 8);
+    if (C > 8)
+        tr8_pd(R + 8, V + 8, L, C - 8);
+
+    __m512d m = V[0];
+    for (int k = 1; k < C; k++)
+        m = _mm512_max_pd(m, V[k]);
+    double eb[8 * 16] __attribute__((aligned(64)));
+    for (int k = 0; k < C; k++)
+        _mm512_store_pd(eb + 8 * k, _mm512_sub_pd(V[k], m));
+#pragma omp simd simdlen(8)
+    for (int j = 0; j < 8 * C; j++)
+        eb[j] = pyce_expneg_f64(eb[j]);
+    for (int k = 0; k < C; k++)
+        E[k] = _mm512_load_pd(eb + 8 * k);
+
+    __m512d s = _mm512_setzero_pd();
+    for (int k = 0; k < C; k += 4) {
+        __m512d q;
+        if (k + 3 < C)
+            q = _mm512_add_pd(_mm512_add_pd(E[k], E[k + 1]), _mm512_add_pd(E[k + 2], E[k + 3]));
+        else if (k + 2 < C)
+            q = _mm512_add_pd(_mm512_add_pd(E[k], E[k + 1]), E[k + 2]);
+        else if (k + 1 < C)
+            q = _mm512_add_pd(E[k], E[k + 1]);
+        else
+            q = E[k];
+        s = _mm512_add_pd(s, q);
+    }
+
+    const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
+    __mmask8 mk[16];
+    __m512d xy = _mm512_setzero_pd(), ey = _mm512_setzero_pd();
+    for (int k = 0; k < C; k++) {
+        mk[k] = _mm256_cmpeq_epi32_mask(yv, _mm256_set1_epi32(k));
+        xy = _mm512_mask_mov_pd(xy, mk[k], V[k]);
+        ey = _mm512_mask_mov_pd(ey, mk[k], E[k]);
+    }
+
+    double sv[8], mv[8], xyv[8], eyv[8], lossv[16], pcd[8], fixd[8];
+    _mm512_storeu_pd(sv, s);
+    _mm512_storeu_pd(mv, m);
+    _mm512_storeu_pd(xyv, xy);
+    _mm512_storeu_pd(eyv, ey);
+#pragma omp simd
+    for (int r = 0; r < L; r++) {
+        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+        small_row_grad_coefs(p.g[r], eyv[r], sv[r], 1.0 / sv[r], &pcd[r], &fixd[r]);
+    }
+
+    if (grad) {
+        const __mmask8 live = (__mmask8)p.live;
+        const __m512d pc = _mm512_loadu_pd(pcd), fix = _mm512_loadu_pd(fixd);
+        for (int k = 0; k < C; k++)
+            V[k] = _mm512_mask_mov_pd(_mm512_maskz_mul_pd(live, E[k], pc), mk[k], fix);
+        tr8_pd(V, R, C < 8 ? C : 8, L);
+        if (C > 8)
+            tr8_pd(V + 8, R + 8, C - 8, L);
+        for (int r = 0; r < L; r++) {
+            double *gr = grad + (r < nrows ? r : 0) * sg;
+            _mm512_mask_storeu_pd(gr, r < nrows ? cm0 : 0, R[r]);
+            if (C > 8)
+                _mm512_mask_storeu_pd(gr + 8, r < nrows ? cm1 : 0, R[8 + r]);
+        }
+    }
+    double *loss_out = (double *)a->loss;
+    if (loss_out)
+        for (int r = 0; r < nrows; r++)
+            loss_out[i0 + r] = lossv[r];
+    for (int r = L; r < 16; r++)
+        lossv[r] = 0.0;
+    return small_sum16(lossv);
+}
+
+PYCE_SMALL_ALL_C(f64_avx512, group_f64_avx512, 8, PYCE_TGT_AVX512, PYCE_SMALL_ROWS)
+
+/* ============================== AVX2, float32 ============================== */
+
+/* 8x8 transpose of out[k] lane r = in[r] lane k (unpcklps, shufps, vperm2f128);
+ * inputs nin.. do not matter, only outputs < nout are formed. */
+PYCE_TGT_AVX2 PYCE_INL void tr8_ps(const __m256 *in, __m256 *out, const int nin, const int nout)
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        if (2 * i >= nin) {
+            t[2 * i] = t[2 * i + 1] = in[0];
+            continue;
+        }
+        const __m256 b = 2 * i + 1 < nin ? in[2 * i + 1] : in[2 * i];
+        t[2 * i] = _mm256_unpacklo_ps(in[2 * i], b);
+        t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], b);
+    }
+    /* u[4h + j], 128-bit half b: column 4b + j of rows 4h .. 4h+3 */
+    for (int h = 0; h < 2; h++) {
+        if (4 * h >= nin) {
+            u[4 * h] = u[4 * h + 1] = u[4 * h + 2] = u[4 * h + 3] = t[0];
+            continue;
+        }
+        u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+    }
+    for (int j = 0; j < 4 && j < nout; j++) {
+        out[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+        if (4 + j < nout)
+            out[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 8) with C classes, rows of the block end
+ * before row iend; returns their loss sum.  Each row is loaded as 8 or 16
+ * floats from its start: a group whose loads would pass the block's last row,
+ * or a partial group, is copied to a stack buffer first (no masked loads or
+ * stores: vmaskmovps is microcoded on AMD). */
+PYCE_TGT_AVX2 PYCE_INL double group_f32_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
+                                             int64_t iend, const int C)
+{
+    enum { L = 8 };
+    const int W = C <= 8 ? 8 : 16;        /* floats loaded and stored per row */
+    const int64_t sx0 = a->x_sn, sg0 = a->g_sn;
+    float *grad0 = a->grad ? (float *)a->grad + i0 * sg0 : NULL;
+    const float *x = (const float *)a->x + i0 * sx0;
+    int64_t sx = sx0;
+    float xb[8 * 16] __attribute__((aligned(32)));
+    float gb[8 * 16] __attribute__((aligned(32)));
+    const int direct = nrows == L && (i0 + L - 1) * sx0 + W <= (iend - 1) * sx0 + C;
+    if (!direct) {
+        memset(xb, 0, sizeof xb);
+        for (int r = 0; r < nrows; r++)
+            memcpy(xb + 16 * r, x + r * sx0, (size_t)C * sizeof(float));
+        x = xb;
+        sx = 16;
+    }
+    small_rows p;
+    small_prep(a, i0, nrows, L, &p);
+
+    __m256 R[16], V[16], E[16];
+    for (int r = 0; r < L; r++) {
+        R[r] = _mm256_loadu_ps(x + r * sx);
+        if (W == 16)
+            R[8 + r] = _mm256_loadu_ps(x + r * sx + 8);
+    }
+    tr8_ps(R, V, L, C < 8 ? C : 8);
+    if (C > 8)
+        tr8_ps(R + 8, V + 8, L, C - 8);
+
+    __m256 m = V[0];
+    for (int k = 1; k < C; k++)
+        m = _mm256_max_ps(m, V[k]);
+    float eb[8 * 16] __attribute__((aligned(32)));
+    for (int k = 0; k < C; k++)
+        _mm256_store_ps(eb + 8 * k, _mm256_sub_ps(V[k], m));
+#pragma omp simd simdlen(8)
+    for (int j = 0; j < 8 * C; j++)
+        eb[j] = pyce_expneg_f32(eb[j]);
+    for (int k = 0; k < C; k++)
+        E[k] = _mm256_load_ps(eb + 8 * k);
+
+    __m256d slo = _mm256_setzero_pd(), shi = _mm256_setzero_pd();
+    for (int k = 0; k < C; k += 4) {
+        __m256 q;
+        if (k + 3 < C)
+            q = _mm256_add_ps(_mm256_add_ps(E[k], E[k + 1]), _mm256_add_ps(E[k + 2], E[k + 3]));
+        else if (k + 2 < C)
+            q = _mm256_add_ps(_mm256_add_ps(E[k], E[k + 1]), E[k + 2]);
+        else if (k + 1 < C)
+            q = _mm256_add_ps(E[k], E[k + 1]);
+        else
+            q = E[k];
+        slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(q)));
+        shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(q, 1)));
+    }
+
+    const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
+    __m256 mk[16];
+    __m256 xy = _mm256_setzero_ps(), ey = _mm256_setzero_ps();
+    for (int k = 0; k < C; k++) {
+        mk[k] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(yv, _mm256_set1_epi32(k)));
+        xy = _mm256_blendv_ps(xy, V[k], mk[k]);
+        ey = _mm256_blendv_ps(ey, E[k], mk[k]);
+    }
+
+    double sv[8], mv[8], xyv[8], eyv[8], lossv[8], pcd[8], fixd[8];
+    _mm256_storeu_pd(sv, slo);
+    _mm256_storeu_pd(sv + 4, shi);
+    _mm256_storeu_pd(mv, _mm256_cvtps_pd(_mm256_castps256_ps128(m)));
+    _mm256_storeu_pd(mv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
+    _mm256_storeu_pd(xyv, _mm256_cvtps_pd(_mm256_castps256_ps128(xy)));
+    _mm256_storeu_pd(xyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(xy, 1)));
+    _mm256_storeu_pd(eyv, _mm256_cvtps_pd(_mm256_castps256_ps128(ey)));
+    _mm256_storeu_pd(eyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(ey, 1)));
+#pragma omp simd
+    for (int r = 0; r < L; r++) {
+        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+        small_row_grad_coefs(p.g[r], eyv[r], sv[r], 1.0 / sv[r], &pcd[r], &fixd[r]);
+    }
+
+    if (grad0) {
+        const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(yv, _mm256_set1_epi32(-1)));
+        const __m256 pc = _mm256_insertf128_ps(
+            _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(pcd))),
+            _mm256_cvtpd_ps(_mm256_loadu_pd(pcd + 4)), 1);
+        const __m256 fix = _mm256_insertf128_ps(
+            _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(fixd))),
+            _mm256_cvtpd_ps(_mm256_loadu_pd(fixd + 4)), 1);
+        for (int k = 0; k < C; k++)
+            V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_mul_ps(E[k], pc), live), fix, mk[k]);
+        for (int k = C; k < 16; k++)
+            V[k] = V[0];
+        tr8_ps(V, R, C < 8 ? C : 8, L);
+        if (C > 8)
+            tr8_ps(V + 8, R + 8, C - 8, L);
+        /* in order, so a row's spill into the next row is overwritten by that
+         * row; rows whose W floats pass the group's last row go through gb */
+        const int64_t sg = direct ? sg0 : 16;
+        float *g = direct ? grad0 : gb;
+        for (int r = 0; r < L; r++) {
+            if (!direct || r * sg + W <= (L - 1) * sg + C) {
+                _mm256_storeu_ps(g + r * sg, R[r]);
+                if (W == 16)
+                    _mm256_storeu_ps(g + r * sg + 8, R[8 + r]);
+            } else {
+                float tmp[16];
+                _mm256_storeu_ps(tmp, R[r]);
+                if (W == 16)
+                    _mm256_storeu_ps(tmp + 8, R[8 + r]);
+                memcpy(g + r * sg, tmp, (size_t)C * sizeof(float));
+            }
+        }
+        if (!direct)
+            for (int r = 0; r < nrows; r++)
+                memcpy(grad0 + r * sg0, gb + 16 * r, (size_t)C * sizeof(float));
+    }
+    double total = 0.0;
+    float *loss_out = (float *)a->loss;
+    for (int r = 0; r < nrows; r++) {
+        if (loss_out)
+            loss_out[i0 + r] = (float)lossv[r];
+        total += lossv[r];
+    }
+    return total;
+}
+
+#define PYCE_SMALL_ROWS_END(NAME, GROUP, LANES, C)                                        \
+    static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
+    {                                                                                     \
+        double total = 0.0;                                                               \
+        for (int64_t i = i0; i < i1; i += LANES)                                          \
+            total += GROUP(a, i, i1 - i < LANES ? (int)(i1 - i) : LANES, i1, C);          \
+        return total;                                                                     \
+    }
+
+PYCE_SMALL_ALL_C(f32_avx2, group_f32_avx2, 8, PYCE_TGT_AVX2, PYCE_SMALL_ROWS_END)
+
+static int have_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static int have_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+#endif /* PYCE_SMALL_X86 */
+
+/* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks). */
+static int small_isa_cap(void)
+{
+    static int cap = -1;   /* benign race: every thread computes the same value */
+    int c = cap;
+    if (c < 0) {
+        const char *e = getenv("PYCE_SMALL_ISA");
+        c = 2;
+        if (e && strcmp(e, "none") == 0)
+            c = 0;
+        else if (e && strcmp(e, "avx2") == 0)
+            c = 1;
+        cap = c;
+    }
+    return c;
+}
+
+static int small_isa(void)
+{
+#if PYCE_SMALL_X86
+    const int cap = small_isa_cap();
+    if (cap >= 2 && have_avx512())
+        return 2;
+    if (cap >= 1 && have_avx2())
+        return 1;
+#endif
+    return 0;
+}
+
+const char *pyce_ce_small_isa(void)
+{
+    switch (small_isa()) {
+    case 2: return "avx512";
+    case 1: return "avx2";
+    default: return "none";
+    }
+}
+
+int pyce_ce_small_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum)
+{
+    if (!small_handles(a) || i1 <= i0 || !small_grad_in_range(a, i0, i1, FLT_MAX))
+        return 0;
+#if PYCE_SMALL_X86
+    if (small_isa() == 2) {
+        *loss_sum = f32_avx512_table[a->c](a, i0, i1);
+        return 1;
+    }
+    if (small_isa() == 1) {
+        *loss_sum = f32_avx2_table[a->c](a, i0, i1);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum)
+{
+    if (!small_handles(a) || i1 <= i0 || !small_grad_in_range(a, i0, i1, DBL_MAX))
+        return 0;
+#if PYCE_SMALL_X86
+    if (small_isa() == 2) {
+        *loss_sum = f64_avx512_table[a->c](a, i0, i1);
+        return 1;
+    }
+#endif
+    return 0;
+}
