@@ -17,6 +17,11 @@
 int pyce_ce_small_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 
+/* Rows of at least 1 MiB (cext/pyce_ce_online.c): an online max-and-sum, two
+ * reads per element instead of three; same contract as pyce_ce_small_*. */
+int pyce_ce_online_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
+int pyce_ce_online_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
+
 /* Which implementation pyce_ce_small_* uses on this CPU (for show_config and
  * tests): "avx512", "avx2" or "none" (the existing lanes path runs). */
 const char *pyce_ce_small_isa(void);
