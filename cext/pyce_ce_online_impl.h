@@ -100,7 +100,8 @@ PYCE_CLONES static double SFX(online_block)(const pyce_ce_args *a, int64_t i0, i
 
 int SFX(pyce_ce_online)(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum)
 {
-    if (!online_handles(a, (int64_t)sizeof(T)) || i1 <= i0 || !small_grad_in_range(a, i0, i1, T_MAX))
+    if (!online_handles(a, (int64_t)sizeof(T)) || i1 <= i0 || !pyce_fast_paths_enabled() ||
+        !small_grad_in_range(a, i0, i1, T_MAX))
         return 0;
     *loss_sum = SFX(online_block)(a, i0, i1);
     return 1;

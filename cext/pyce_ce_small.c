@@ -650,7 +650,8 @@ static int have_avx2(void)
 
 #endif /* PYCE_SMALL_X86 */
 
-/* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks). */
+/* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks); none
+ * also turns the online path of pyce_ce_online.c off. */
 static int small_isa_cap(void)
 {
     static int cap = -1;   /* benign race: every thread computes the same value */
@@ -665,6 +666,11 @@ static int small_isa_cap(void)
         cap = c;
     }
     return c;
+}
+
+int pyce_fast_paths_enabled(void)
+{
+    return small_isa_cap() != 0;
 }
 
 static int small_isa(void)

@@ -22,6 +22,9 @@ int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *los
 int pyce_ce_online_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 int pyce_ce_online_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 
+/* 0 when PYCE_SMALL_ISA=none turns both fast paths off (A/B benchmarks, tests). */
+int pyce_fast_paths_enabled(void);
+
 /* Which implementation pyce_ce_small_* uses on this CPU (for show_config and
  * tests): "avx512", "avx2" or "none" (the existing lanes path runs). */
 const char *pyce_ce_small_isa(void);

@@ -222,3 +222,33 @@ def test_other_isas_in_a_subprocess(isa):
                          env=env, capture_output=True, text=True, timeout=900, cwd="/tmp")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert " passed" in res.stdout
+
+
+# ---- rows beyond L2 (>= 1 MiB): the online max-and-sum path, cext/pyce_ce_online.c ----
+
+def _huge_rows(dtype, c, rng):
+    x = (rng.standard_normal((5, c)) * 4).astype(dtype)
+    x[0, 7] = 60.0                              # the maximum early
+    x[1, :] = np.linspace(-50, 50, c)           # rising: the running maximum moves every chunk
+    x[1, c - 1] = 80.0                          # and the last one in the tail
+    x[2, ::3] = -np.inf                         # masked classes
+    x[3, 1000] = np.nan                         # NaN row
+    x[4, :] += 1e6                              # offset row
+    t = rng.integers(0, c, 5)
+    return x, t
+
+
+@pytest.mark.parametrize("dtype,c", [(np.float32, 300001), (np.float64, 140003)])
+def test_rows_beyond_l2(dtype, c):
+    rng = np.random.default_rng(21)
+    x, t = _huge_rows(dtype, c, rng)
+    for red in ("mean", "sum", "none"):
+        _check("cross_entropy_and_grad", x, t, reduction=red)
+    _check("cross_entropy", x, t, reduction="none")
+    t2 = t.copy()
+    t2[0] = -100
+    w = rng.uniform(0.5, 2.0, c)
+    _check("cross_entropy_and_grad", x, t2, weight=w, sample_weight=np.arange(5.0))
+    x2 = x.copy()
+    x2[0, t[0]] = -np.inf                       # -inf target: loss +inf
+    _check("cross_entropy_and_grad", x2, t)
