@@ -75,7 +75,7 @@ PYCE_ALWAYS_INLINE double SFX(online_row)(const pyce_ce_args *a, int64_t i)
     if (gr) {
         double pcd, fix;
         const double ey = (double)PYCE_EXP(xr[y] - m);
-        small_row_grad_coefs(g, ey, s, 1.0 / s, &pcd, &fix);
+        small_row_grad_coefs(g, ey, s, &pcd, &fix);
         const T pc = (T)pcd;
 #pragma omp simd
         for (int64_t kk = 0; kk < c; kk++)

@@ -37,15 +37,25 @@ PYCE_ALWAYS_INLINE double small_row_loss(int live, double w, double ls, double x
     return live ? w * ls - (w != 0.0 ? w * xy_minus_m : 0.0) : 0.0;
 }
 
-/* The gradient coefficients of a row, given inv = 1/s (one division per row
- * instead of two): p_k's factor g/s, and
- * the target entry g (e_y - s)/s in double (no cancellation at p_y ~ 1).
- * Both are rounded to T afterwards. */
-PYCE_ALWAYS_INLINE void small_row_grad_coefs(double g, double ey, double s, double inv,
-                                             double *pcd, double *fix)
+/* The gradient coefficients of a row, in double: p_k's factor g/s, and the
+ * target entry g (e_y - s)/s (no cancellation at p_y ~ 1); both are rounded
+ * to T afterwards (as ce_lanes_plain computes them). */
+PYCE_ALWAYS_INLINE void small_row_grad_coefs(double g, double ey, double s, double *pcd,
+                                             double *fix)
 {
-    *pcd = g * inv;
-    *fix = g * (ey - s) * inv;
+    *pcd = g / s;
+    *fix = g * (ey - s) / s;
+}
+
+/* The losses of up to 16 consecutive rows summed in row order from 0, the
+ * partial sum the lanes paths add to their block's total (so a block's total
+ * is the same whichever path computed it). */
+PYCE_ALWAYS_INLINE double small_sum_rows(const double *loss, int n)
+{
+    double t = 0.0;
+    for (int r = 0; r < n; r++)
+        t += loss[r];
+    return t;
 }
 
 /* The normal gradient path needs |g/s| <= T's largest value; s >= 1 for every

@@ -6,11 +6,15 @@
  *
  * What is accelerated.  Class-index targets, no label smoothing, no z-loss,
  * 2-d (N, C) input (d = 1) with a contiguous class axis (rows may have any
- * stride), C <= 16, float32 and float64, with or without a gradient, with
- * class weights, sample weights, grad_output, ignore_index and per-row losses
- * ('none').  Everything else (probability targets, smoothing, z-loss, (N, C,
- * d...) inputs, strided class axes, gradients beyond the dtype's range) stays
- * on the existing lanes path: pyce_ce_small_* returns 0 for it.
+ * stride), a contiguous-class-axis gradient, C <= 16, float32 (AVX-512 and
+ * AVX2) and float64 (AVX-512), with or without a gradient, with class
+ * weights, sample weights, grad_output, ignore_index and per-row losses
+ * ('none').  Everything else stays on the existing lanes path (ce_lanes /
+ * ce_lanes_plain): pyce_ce_small_* returns 0 for probability targets, label
+ * smoothing, z-loss, (N, C, d...) inputs, strided class axes (e.g. a
+ * Fortran-ordered out=), gradients beyond the dtype's range (|g| > T_MAX),
+ * float64 on AVX2-only CPUs, and every CPU without AVX2 or compiler without
+ * GCC/clang target attributes.
  *
  * How (AVX-512, float32; float64 is the same with 8 rows and 8x8 blocks):
  *   1. 16 rows are loaded one per register (masked loads of the row's C
@@ -18,33 +22,53 @@
  *   2. a 16x16 transpose (unpcklps, unpcklpd, two vshuff32x4 stages, only the
  *      outputs that are classes) gives one register per class, lane r = row r,
  *   3. max across the C registers, x - m, the kernels' own exp
- *      (pyce_expneg_f32, pyce_exp.h) on C*16 lanes, sums of four exps in float
- *      then in double (the rule of row_expsum), log in double (pyce_log_f64),
+ *      (pyce_expneg_f32, pyce_exp.h) on C*16 lanes, row sums in double class
+ *      by class, log in double (pyce_log_f64),
  *   4. x_y and e_y picked by compare masks (lane r: class == y_r), the loss and
- *      the gradient coefficients of all 16 rows in double (small_row_* below),
+ *      the gradient coefficients of all 16 rows in double (pyce_ce_rules.h),
  *   5. gradient = e * g/s (rows not computed: 0), the target lanes replaced by
  *      g (e_y - s)/s, the transpose back, masked stores of C floats per row.
- *   Gathers and scatters are avoided on purpose: microcoded on AMD Zen
- *   (vgatherdps zmm ~15+, vscatterdps ~20+ cycles), and the old lanes path,
- *   which compiled to them, cost about 7 cycles per element there.  Masked
- *   AVX-512 loads and stores are single instructions on Zen 4 and on Intel,
- *   so no overlapping or tail special case is needed.
+ *   All rows of a group are loaded before any store, and a store writes only
+ *   its row's C entries, so overwrite_input (gradient in place) is safe.
  *
- * AVX2 (x86-64-v3 without AVX-512): 8 rows per group, two 8x8 transposes
- * (cols 0-7, 8-15); loads read a full 8 or 16 floats from each row start, so a
- * group whose reads or writes would pass the block's last row goes through a
- * stack buffer; no vmaskmovps (microcoded on AMD).
+ * Vendor-specific choices, and why:
+ *   - No gathers or scatters (the old lanes path compiled its transposes to
+ *     them): microcoded on AMD Zen (vgatherdps zmm ~15 and vscatterdps ~20+
+ *     cycles per instruction on Zen 4).  On Intel gathers are cheaper, but the
+ *     shuffles used instead run there too (on port 5 only, one per cycle), so
+ *     the same code serves both.
+ *   - No vmaskmovps in the AVX2 code (microcoded on AMD, fast on Intel): a
+ *     group whose full-width loads or stores would pass the block's last row,
+ *     and every partial group, goes through a stack buffer instead.  Costs
+ *     Intel a few copies per block, saves AMD far more.
+ *   - AVX-512 masked loads and stores (vmovups zmm{k}) are single
+ *     instructions on Zen 4 and on Intel, so the AVX-512 code needs no
+ *     overlapping accesses and no tail special case.
+ *   - 512-bit registers on every AVX-512 CPU.  Zen 4 runs a zmm operation as
+ *     two 256-bit halves, so zmm buys no arithmetic throughput there; it halves
+ *     the instructions and the per-row work per element (16 rows per group
+ *     instead of 8).  Older Intel server parts (Skylake-SP, Cascade Lake)
+ *     lower their clock under heavy zmm use; not measured here.
+ *   Measured on this AMD EPYC (Zen 4, 2 cores, shared with other builds:
+ *   busy-machine medians, one process each, PYCE_SMALL_ISA selecting the
+ *   path; the lead re-measures on a quiet machine), float32 1024 x 10, fused
+ *   with out=, 1 thread: AVX-512 9.6 us (7.5x np.copyto), AVX2 20.7 us, the
+ *   old lanes path 34 us; float64: 17.8 us against 22.8 us.
  *
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
  * __builtin_cpu_supports at every call (a load and a test); other CPUs and
  * compilers return 0 and use the existing path.  Never -march=native.
+ * PYCE_SMALL_ISA=avx512|avx2|none caps the choice (tests, A/B benchmarks).
  *
- * Numerics: the same per-element operations as ce_lanes_plain (exp in T, row
- * sums and everything per row in double, target gradient entry in double), so
- * the precision bound holds unchanged; results are bitwise identical for
- * every n_threads (blocks are cut by the caller independently of threads,
- * each group's sums run in a fixed order).  Sums of four exps are formed in T
- * before entering the double accumulator, as row_expsum does.
+ * Numerics: the same per-element operations, in the same order, as
+ * ce_lanes_plain (exp in T; row sums in double, class by class; log, loss
+ * and gradient coefficients in double; the target entry g (e_y - s)/s; the
+ * losses of 16 rows summed in row order then added to the block's total),
+ * so results match the lanes path bit for bit wherever both compile the exp
+ * alike (same x86-64 level), e.g. a C-ordered against a Fortran-ordered
+ * out=.  The precision bound holds unchanged, and results are bitwise
+ * identical for every n_threads (blocks are cut by the caller independently
+ * of threads).
  */
 #include "pyce_ce_small.h"
 #include "pyce_exp.h"
@@ -111,15 +135,6 @@ static int small_handles(const pyce_ce_args *a)
 
 /* ============================ AVX-512, float32 ============================ */
 
-/* Sum of 16 doubles as a fixed tree (the order never depends on threads). */
-PYCE_TGT_AVX512 PYCE_INL double small_sum16(const double *v)
-{
-    __m512d a = _mm512_add_pd(_mm512_loadu_pd(v), _mm512_loadu_pd(v + 8));
-    __m256d b = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd(a, 1));
-    __m128d c = _mm_add_pd(_mm256_castpd256_pd128(b), _mm256_extractf128_pd(b, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(c, _mm_unpackhi_pd(c, c)));
-}
-
 /* 16x16 transpose: out[k] lane r = in[r] lane k.  Inputs nin.. do not matter
  * (their lanes of the outputs are never used) and only outputs < nout are
  * formed; both are constants after inlining, so the unused steps vanish. */
@@ -185,8 +200,8 @@ PYCE_TGT_AVX512 PYCE_INL void small_prep_plain16(const pyce_ce_args *a, int64_t 
 
 /* Rows i0 .. i0+nrows-1 (nrows <= 16; full: nrows == 16, a constant) with C
  * classes; returns their loss sum. */
-PYCE_TGT_AVX512 PYCE_INL double group_f32_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
-                                                 const int C, const int full)
+PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
+                                               const int C, const int full, double *lv)
 {
     enum { L = 16 };
     const int64_t sx = a->x_sn;
@@ -209,7 +224,7 @@ PYCE_TGT_AVX512 PYCE_INL double group_f32_avx512(const pyce_ce_args *a, int64_t 
 
     __m512 m = V[0];
     for (int k = 1; k < C; k++)
-        m = _mm512_max_ps(m, V[k]);
+        m = _mm512_max_ps(V[k], m);   /* V[k] > m ? V[k] : m, as lanes_load_max */
     float eb[16 * 16] __attribute__((aligned(64)));
     for (int k = 0; k < C; k++)
         _mm512_store_ps(eb + 16 * k, _mm512_sub_ps(V[k], m));
@@ -219,20 +234,11 @@ PYCE_TGT_AVX512 PYCE_INL double group_f32_avx512(const pyce_ce_args *a, int64_t 
     for (int k = 0; k < C; k++)
         E[k] = _mm512_load_ps(eb + 16 * k);
 
-    /* row sums: four exps in float, then double (as row_expsum) */
+    /* row sums in double, class by class (as lanes_expsum) */
     __m512d slo = _mm512_setzero_pd(), shi = _mm512_setzero_pd();
-    for (int k = 0; k < C; k += 4) {
-        __m512 q;
-        if (k + 3 < C)
-            q = _mm512_add_ps(_mm512_add_ps(E[k], E[k + 1]), _mm512_add_ps(E[k + 2], E[k + 3]));
-        else if (k + 2 < C)
-            q = _mm512_add_ps(_mm512_add_ps(E[k], E[k + 1]), E[k + 2]);
-        else if (k + 1 < C)
-            q = _mm512_add_ps(E[k], E[k + 1]);
-        else
-            q = E[k];
-        slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(q)));
-        shi = _mm512_add_pd(shi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(q, 1)));
+    for (int k = 0; k < C; k++) {
+        slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(E[k])));
+        shi = _mm512_add_pd(shi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(E[k], 1)));
     }
 
     /* target lanes: x_y and e_y */
@@ -257,7 +263,7 @@ PYCE_TGT_AVX512 PYCE_INL double group_f32_avx512(const pyce_ce_args *a, int64_t 
 #pragma omp simd
     for (int r = 0; r < L; r++) {
         lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
-        small_row_grad_coefs(p.g[r], eyv[r], sv[r], 1.0 / sv[r], &pcd[r], &fixd[r]);
+        small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
     }
 
     if (grad) {
@@ -275,22 +281,30 @@ PYCE_TGT_AVX512 PYCE_INL double group_f32_avx512(const pyce_ce_args *a, int64_t 
             _mm512_mask_storeu_ps(grad + (r < nrows ? r : 0) * sg, r < nrows ? cm : 0, R[r]);
     }
     float *loss_out = (float *)a->loss;
-    if (loss_out)
-        for (int r = 0; r < nrows; r++)
+    for (int r = 0; r < nrows; r++) {
+        if (loss_out)
             loss_out[i0 + r] = (float)lossv[r];
-    /* rows not computed have loss 0: a fixed tree over the 16 lanes */
-    return small_sum16(lossv);
+        lv[r] = lossv[r];
+    }
 }
 
+/* Rows [i0, i1) of C classes: groups of LANES rows, their losses summed 16
+ * rows at a time from 0 and then added to the total, as the lanes paths do. */
 #define PYCE_SMALL_ROWS(NAME, GROUP, LANES, C)                                            \
     static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
     {                                                                                     \
         double total = 0.0;                                                               \
-        int64_t i = i0;                                                                   \
-        for (; i + LANES <= i1; i += LANES)                                               \
-            total += GROUP(a, i, LANES, C, 1);                                            \
-        if (i < i1)                                                                       \
-            total += GROUP(a, i, (int)(i1 - i), C, 0);                                    \
+        for (int64_t i = i0; i < i1; i += 16) {                                           \
+            double lv[16];                                                                \
+            const int n16 = i1 - i < 16 ? (int)(i1 - i) : 16;                             \
+            for (int j = 0; j < n16; j += LANES) {                                        \
+                if (n16 - j >= LANES)                                                     \
+                    GROUP(a, i + j, LANES, C, 1, lv + j);                                 \
+                else                                                                      \
+                    GROUP(a, i + j, n16 - j, C, 0, lv + j);                               \
+            }                                                                             \
+            total += small_sum_rows(lv, n16);                                             \
+        }                                                                                 \
         return total;                                                                     \
     }
 
@@ -355,8 +369,8 @@ PYCE_TGT_AVX512 PYCE_INL void small_prep_plain8(const pyce_ce_args *a, int64_t i
 
 /* Rows i0 .. i0+nrows-1 (nrows <= 8; full: nrows == 8, a constant) with C
  * classes, float64; returns their loss sum. */
-PYCE_TGT_AVX512 PYCE_INL double group_f64_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
-                                                 const int C, const int full)
+PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
+                                               const int C, const int full, double *lv)
 {
     enum { L = 8 };
     const int64_t sx = a->x_sn, sg = a->g_sn;
@@ -385,7 +399,7 @@ PYCE_TGT_AVX512 PYCE_INL double group_f64_avx512(const pyce_ce_args *a, int64_t 
 
     __m512d m = V[0];
     for (int k = 1; k < C; k++)
-        m = _mm512_max_pd(m, V[k]);
+        m = _mm512_max_pd(V[k], m);
     double eb[8 * 16] __attribute__((aligned(64)));
     for (int k = 0; k < C; k++)
         _mm512_store_pd(eb + 8 * k, _mm512_sub_pd(V[k], m));
@@ -396,18 +410,8 @@ PYCE_TGT_AVX512 PYCE_INL double group_f64_avx512(const pyce_ce_args *a, int64_t 
         E[k] = _mm512_load_pd(eb + 8 * k);
 
     __m512d s = _mm512_setzero_pd();
-    for (int k = 0; k < C; k += 4) {
-        __m512d q;
-        if (k + 3 < C)
-            q = _mm512_add_pd(_mm512_add_pd(E[k], E[k + 1]), _mm512_add_pd(E[k + 2], E[k + 3]));
-        else if (k + 2 < C)
-            q = _mm512_add_pd(_mm512_add_pd(E[k], E[k + 1]), E[k + 2]);
-        else if (k + 1 < C)
-            q = _mm512_add_pd(E[k], E[k + 1]);
-        else
-            q = E[k];
-        s = _mm512_add_pd(s, q);
-    }
+    for (int k = 0; k < C; k++)
+        s = _mm512_add_pd(s, E[k]);
 
     const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
     __mmask8 mk[16];
@@ -426,7 +430,7 @@ PYCE_TGT_AVX512 PYCE_INL double group_f64_avx512(const pyce_ce_args *a, int64_t 
 #pragma omp simd
     for (int r = 0; r < L; r++) {
         lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
-        small_row_grad_coefs(p.g[r], eyv[r], sv[r], 1.0 / sv[r], &pcd[r], &fixd[r]);
+        small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
     }
 
     if (grad) {
@@ -445,12 +449,11 @@ PYCE_TGT_AVX512 PYCE_INL double group_f64_avx512(const pyce_ce_args *a, int64_t 
         }
     }
     double *loss_out = (double *)a->loss;
-    if (loss_out)
-        for (int r = 0; r < nrows; r++)
+    for (int r = 0; r < nrows; r++) {
+        if (loss_out)
             loss_out[i0 + r] = lossv[r];
-    for (int r = L; r < 16; r++)
-        lossv[r] = 0.0;
-    return small_sum16(lossv);
+        lv[r] = lossv[r];
+    }
 }
 
 PYCE_SMALL_ALL_C(f64_avx512, group_f64_avx512, 8, PYCE_TGT_AVX512, PYCE_SMALL_ROWS)
@@ -494,8 +497,8 @@ PYCE_TGT_AVX2 PYCE_INL void tr8_ps(const __m256 *in, __m256 *out, const int nin,
  * floats from its start: a group whose loads would pass the block's last row,
  * or a partial group, is copied to a stack buffer first (no masked loads or
  * stores: vmaskmovps is microcoded on AMD). */
-PYCE_TGT_AVX2 PYCE_INL double group_f32_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
-                                             int64_t iend, const int C)
+PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
+                                           int64_t iend, const int C, double *lv)
 {
     enum { L = 8 };
     const int W = C <= 8 ? 8 : 16;        /* floats loaded and stored per row */
@@ -528,7 +531,7 @@ PYCE_TGT_AVX2 PYCE_INL double group_f32_avx2(const pyce_ce_args *a, int64_t i0, 
 
     __m256 m = V[0];
     for (int k = 1; k < C; k++)
-        m = _mm256_max_ps(m, V[k]);
+        m = _mm256_max_ps(V[k], m);
     float eb[8 * 16] __attribute__((aligned(32)));
     for (int k = 0; k < C; k++)
         _mm256_store_ps(eb + 8 * k, _mm256_sub_ps(V[k], m));
@@ -539,18 +542,9 @@ PYCE_TGT_AVX2 PYCE_INL double group_f32_avx2(const pyce_ce_args *a, int64_t i0, 
         E[k] = _mm256_load_ps(eb + 8 * k);
 
     __m256d slo = _mm256_setzero_pd(), shi = _mm256_setzero_pd();
-    for (int k = 0; k < C; k += 4) {
-        __m256 q;
-        if (k + 3 < C)
-            q = _mm256_add_ps(_mm256_add_ps(E[k], E[k + 1]), _mm256_add_ps(E[k + 2], E[k + 3]));
-        else if (k + 2 < C)
-            q = _mm256_add_ps(_mm256_add_ps(E[k], E[k + 1]), E[k + 2]);
-        else if (k + 1 < C)
-            q = _mm256_add_ps(E[k], E[k + 1]);
-        else
-            q = E[k];
-        slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(q)));
-        shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(q, 1)));
+    for (int k = 0; k < C; k++) {
+        slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(E[k])));
+        shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(E[k], 1)));
     }
 
     const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
@@ -574,7 +568,7 @@ PYCE_TGT_AVX2 PYCE_INL double group_f32_avx2(const pyce_ce_args *a, int64_t i0, 
 #pragma omp simd
     for (int r = 0; r < L; r++) {
         lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
-        small_row_grad_coefs(p.g[r], eyv[r], sv[r], 1.0 / sv[r], &pcd[r], &fixd[r]);
+        small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
     }
 
     if (grad0) {
@@ -613,22 +607,25 @@ PYCE_TGT_AVX2 PYCE_INL double group_f32_avx2(const pyce_ce_args *a, int64_t i0, 
             for (int r = 0; r < nrows; r++)
                 memcpy(grad0 + r * sg0, gb + 16 * r, (size_t)C * sizeof(float));
     }
-    double total = 0.0;
     float *loss_out = (float *)a->loss;
     for (int r = 0; r < nrows; r++) {
         if (loss_out)
             loss_out[i0 + r] = (float)lossv[r];
-        total += lossv[r];
+        lv[r] = lossv[r];
     }
-    return total;
 }
 
 #define PYCE_SMALL_ROWS_END(NAME, GROUP, LANES, C)                                        \
     static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
     {                                                                                     \
         double total = 0.0;                                                               \
-        for (int64_t i = i0; i < i1; i += LANES)                                          \
-            total += GROUP(a, i, i1 - i < LANES ? (int)(i1 - i) : LANES, i1, C);          \
+        for (int64_t i = i0; i < i1; i += 16) {                                           \
+            double lv[16];                                                                \
+            const int n16 = i1 - i < 16 ? (int)(i1 - i) : 16;                             \
+            for (int j = 0; j < n16; j += LANES)                                          \
+                GROUP(a, i + j, n16 - j < LANES ? n16 - j : LANES, i1, C, lv + j);        \
+            total += small_sum_rows(lv, n16);                                             \
+        }                                                                                 \
         return total;                                                                     \
     }
 
@@ -652,10 +649,18 @@ static int have_avx2(void)
 
 /* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks); none
  * also turns the online path of pyce_ce_online.c off. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PYCE_LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define PYCE_STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#else
+#define PYCE_LOAD_RELAXED(p) (*(p))
+#define PYCE_STORE_RELAXED(p, v) (*(p) = (v))
+#endif
+
 static int small_isa_cap(void)
 {
-    static int cap = -1;   /* benign race: every thread computes the same value */
-    int c = cap;
+    static int cap = -1;   /* every thread that reads -1 computes the same value */
+    int c = PYCE_LOAD_RELAXED(&cap);
     if (c < 0) {
         const char *e = getenv("PYCE_SMALL_ISA");
         c = 2;
@@ -663,7 +668,7 @@ static int small_isa_cap(void)
             c = 0;
         else if (e && strcmp(e, "avx2") == 0)
             c = 1;
-        cap = c;
+        PYCE_STORE_RELAXED(&cap, c);
     }
     return c;
 }
@@ -698,6 +703,7 @@ int pyce_ce_small_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *los
 {
     if (!small_handles(a) || i1 <= i0 || !small_grad_in_range(a, i0, i1, FLT_MAX))
         return 0;
+    (void)loss_sum;  /* unused without an x86 path */
 #if PYCE_SMALL_X86
     if (small_isa() == 2) {
         *loss_sum = f32_avx512_table[a->c](a, i0, i1);
@@ -715,6 +721,7 @@ int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *los
 {
     if (!small_handles(a) || i1 <= i0 || !small_grad_in_range(a, i0, i1, DBL_MAX))
         return 0;
+    (void)loss_sum;  /* unused without an x86 path */
 #if PYCE_SMALL_X86
     if (small_isa() == 2) {
         *loss_sum = f64_avx512_table[a->c](a, i0, i1);
