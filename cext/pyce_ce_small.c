@@ -261,12 +261,13 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
     _mm512_storeu_pd(eyv, _mm512_cvtps_pd(_mm512_castps512_ps256(ey)));
     _mm512_storeu_pd(eyv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(ey, 1)));
 #pragma omp simd
-    for (int r = 0; r < L; r++) {
+    for (int r = 0; r < L; r++)
         lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
-        small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
-    }
 
     if (grad) {
+#pragma omp simd
+        for (int r = 0; r < L; r++)
+            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
         const __mmask16 live = (__mmask16)p.live;
         const __m512 pc = _mm512_insertf32x8(
             _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(pcd))),
@@ -428,12 +429,13 @@ PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0
     _mm512_storeu_pd(xyv, xy);
     _mm512_storeu_pd(eyv, ey);
 #pragma omp simd
-    for (int r = 0; r < L; r++) {
+    for (int r = 0; r < L; r++)
         lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
-        small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
-    }
 
     if (grad) {
+#pragma omp simd
+        for (int r = 0; r < L; r++)
+            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
         const __mmask8 live = (__mmask8)p.live;
         const __m512d pc = _mm512_loadu_pd(pcd), fix = _mm512_loadu_pd(fixd);
         for (int k = 0; k < C; k++)
@@ -566,12 +568,13 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
     _mm256_storeu_pd(eyv, _mm256_cvtps_pd(_mm256_castps256_ps128(ey)));
     _mm256_storeu_pd(eyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(ey, 1)));
 #pragma omp simd
-    for (int r = 0; r < L; r++) {
+    for (int r = 0; r < L; r++)
         lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
-        small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
-    }
 
     if (grad0) {
+#pragma omp simd
+        for (int r = 0; r < L; r++)
+            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
         const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(yv, _mm256_set1_epi32(-1)));
         const __m256 pc = _mm256_insertf128_ps(
             _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(pcd))),
