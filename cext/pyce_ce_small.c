@@ -49,11 +49,19 @@
  *     the instructions and the per-row work per element (16 rows per group
  *     instead of 8).  Older Intel server parts (Skylake-SP, Cascade Lake)
  *     lower their clock under heavy zmm use; not measured here.
- *   Measured on this AMD EPYC (Zen 4, 2 cores, shared with other builds:
- *   busy-machine medians, one process each, PYCE_SMALL_ISA selecting the
- *   path; the lead re-measures on a quiet machine), float32 1024 x 10, fused
- *   with out=, 1 thread: AVX-512 9.6 us (7.5x np.copyto), AVX2 20.7 us, the
- *   old lanes path 34 us; float64: 17.8 us against 22.8 us.
+ *   Measured on this AMD EPYC (Zen 4, 2 cores, shared with up to 6 other
+ *   builds: busy-machine medians of one process per path, PYCE_SMALL_ISA
+ *   selecting it; the lead re-measures on a quiet machine), fused with out=,
+ *   1 thread, against np.copyto in the same process:
+ *     float32 1024 x 10:   AVX-512 9.6-14 us (7.5x copy), AVX2 21 us (16x),
+ *                          old lanes path 26-34 us (18-20x)
+ *     float32 262144 x 10: AVX-512 7.4 ms (7.7x), AVX2 16.7 ms, old 20.3 ms
+ *     float64 1024 x 10:   AVX-512 17.8 us, old 22.8 us (the double exp,
+ *                          degree 13, is most of the time in both)
+ *   In a C harness (no Python, rdtsc minima, 1024 x 10 float32) the AVX-512
+ *   group costs ~2.1 TSC ticks per element against 5.8 for the old lanes
+ *   path: exp ~0.55, the two transposes ~0.42, the per-row double work
+ *   (log, divisions, loss) ~0.4 of it (ablations).
  *
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
  * __builtin_cpu_supports at every call (a load and a test); other CPUs and
