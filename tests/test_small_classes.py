@@ -248,6 +248,7 @@ def test_other_isas_in_a_subprocess(isa):
 
 
 # ---- rows beyond L2 (>= 1 MiB): the online max-and-sum path, cext/pyce_ce_online.c ----
+# (forward calls; fused calls stay on the row path, checked here too)
 
 def _huge_rows(dtype, c, rng):
     x = (rng.standard_normal((5, c)) * 4).astype(dtype)
@@ -267,11 +268,14 @@ def test_rows_beyond_l2(dtype, c):
     x, t = _huge_rows(dtype, c, rng)
     for red in ("mean", "sum", "none"):
         _check("cross_entropy_and_grad", x, t, reduction=red)
-    _check("cross_entropy", x, t, reduction="none")
+        _check("cross_entropy", x, t, reduction=red)
     t2 = t.copy()
     t2[0] = -100
     w = rng.uniform(0.5, 2.0, c)
-    _check("cross_entropy_and_grad", x, t2, weight=w, sample_weight=np.arange(5.0))
+    for name in ("cross_entropy", "cross_entropy_and_grad"):
+        _check(name, x, t2, weight=w, sample_weight=np.arange(5.0))
+        _check(name, x, t2, weight=w, reduction="none")
     x2 = x.copy()
     x2[0, t[0]] = -np.inf                       # -inf target: loss +inf
+    _check("cross_entropy", x2, t, reduction="none")
     _check("cross_entropy_and_grad", x2, t)
