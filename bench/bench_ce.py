@@ -158,3 +158,31 @@ def test_option_cost(benchmark, shape, option):
     expect = ref.cross_entropy(x[:256].astype(np.float64), t[:256], **{
         k: (v[:256] if k == "sample_weight" else v) for k, v in kw.items()})
     assert np.isfinite(loss) and np.isfinite(expect)
+
+
+HUGE = (64, 1_000_000)   # rows of 4 MB (float32): beyond L2, the online max-and-sum path
+
+
+@LARGE
+@pytest.mark.parametrize("impl", ["pyce", "copy-floor", "pyce-forward", "sum-floor"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_huge_rows(benchmark, dtype, impl):
+    """64 x 1 000 000: fused (out=) beside np.copyto, forward beside np.sum."""
+    x, t = logits_and_target(*HUGE, dtype)
+    benchmark.group = f"huge rows {HUGE[0]}x{HUGE[1]} {dtype}"
+    out = np.empty_like(x)
+    if impl == "copy-floor":
+        benchmark(np.copyto, out, x)
+        return
+    if impl == "sum-floor":
+        benchmark(np.sum, x)
+        return
+    rows = slice(0, 2)
+    expect_loss = ref.cross_entropy(x[rows].astype(np.float64), t[rows], reduction="none")
+    if impl == "pyce-forward":
+        loss = benchmark(pyce.cross_entropy, x, t, reduction="none")
+        np.testing.assert_allclose(loss[rows], expect_loss, rtol=1e-5)
+        return
+    benchmark(pyce.cross_entropy_and_grad, x, t, out=out)
+    expect = ref.cross_entropy_and_grad(x[rows].astype(np.float64), t[rows], reduction="sum")[1]
+    np.testing.assert_allclose(out[rows] * len(t), expect, rtol=1e-4, atol=1e-9)

@@ -522,6 +522,13 @@ PYCE_CLONES double SFX(pyce_ce_block)(const pyce_ce_args *a, int64_t i0, int64_t
     const T *tp = (const T *)a->target_prob;
     const int64_t d = a->d;
     double total = 0.0;
+    /* PYCE_FAST_HOOK (branch perf): few classes transposed in registers
+     * (cext/pyce_ce_small.c), rows beyond L2 with an online max-and-sum
+     * (cext/pyce_ce_online.c); each returns 0 for the cases it leaves to the
+     * paths below. */
+    if (a->c <= PYCE_SMALL_C ? SFX(pyce_ce_small)(a, i0, i1, &total)
+                             : SFX(pyce_ce_online)(a, i0, i1, &total))
+        return total;
     if (a->c <= PYCE_SMALL_C && a->target && a->label_smoothing == 0.0 && a->z_loss == 0.0 &&
         a->x_sc == 1 && (!grad || a->g_sc == 1)) {
         for (int64_t i = i0; i < i1; i += PYCE_LANES) {

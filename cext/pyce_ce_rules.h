@@ -1,0 +1,83 @@
+/*
+ * Per-row rules of the plain class-target case (class-index targets, no label
+ * smoothing, no z-loss), shared by the fast paths of branch perf
+ * (pyce_ce_small.c, pyce_ce_online.c).  They are the rules ce_lanes_plain and
+ * ce_row_finish (pyce_kernel_impl.h) write inline; kept here as one small
+ * function each until the kernel has shared per-row helpers (then these
+ * should call, or be, those helpers).
+ */
+#ifndef PYCE_CE_RULES_H
+#define PYCE_CE_RULES_H
+
+#include <math.h>
+#include <stdint.h>
+#include "pyce_kernels.h"
+#include "pyce_exp.h"
+
+/* The weight w = class_weight[y] * sample_weight[i] of a computed row and its
+ * gradient factor g = grad_scale * grad_output[i] * w. */
+PYCE_ALWAYS_INLINE void small_row_weights(const pyce_ce_args *a, int64_t i, int64_t y,
+                                          double *w, double *g)
+{
+    double wr = a->class_weight ? a->class_weight[y] : 1.0;
+    double gr = a->grad_scale;
+    if (a->sample_weight)
+        wr *= a->sample_weight[i];
+    if (a->grad_output)
+        gr *= a->grad_output[i];
+    *w = wr;
+    *g = gr * wr;
+}
+
+/* Loss of a row: w log(s) - w (x_y - m), where a zero weight makes the second
+ * term exactly 0 (a -inf target logit must not give NaN); a NaN row stays NaN
+ * through log(s); a row not computed (ignored) is 0. */
+PYCE_ALWAYS_INLINE double small_row_loss(int live, double w, double ls, double xy_minus_m)
+{
+    return live ? w * ls - (w != 0.0 ? w * xy_minus_m : 0.0) : 0.0;
+}
+
+/* The gradient coefficients of a row, in double: p_k's factor g/s, and the
+ * target entry g (e_y - s)/s (no cancellation at p_y ~ 1); both are rounded
+ * to T afterwards (as ce_lanes_plain computes them). */
+PYCE_ALWAYS_INLINE void small_row_grad_coefs(double g, double ey, double s, double *pcd,
+                                             double *fix)
+{
+    *pcd = g / s;
+    *fix = g * (ey - s) / s;
+}
+
+/* The losses of up to 16 consecutive rows summed in row order from 0, the
+ * partial sum the lanes paths add to their block's total (so a block's total
+ * is the same whichever path computed it). */
+PYCE_ALWAYS_INLINE double small_sum_rows(const double *loss, int n)
+{
+    double t = 0.0;
+    for (int r = 0; r < n; r++)
+        t += loss[r];
+    return t;
+}
+
+/* The normal gradient path needs |g/s| <= T's largest value; s >= 1 for every
+ * row that is not NaN (its maximum contributes exp(0) = 1), so |g| <= tmax is
+ * enough.  Otherwise the range is left to the existing path, which combines
+ * such gradients in double (overflow to +-inf, never inf - inf). */
+static inline int small_grad_in_range(const pyce_ce_args *a, int64_t i0, int64_t i1, double tmax)
+{
+    if (!a->grad)
+        return 1;
+    if (!a->class_weight && !a->sample_weight && !a->grad_output)
+        return !(fabs(a->grad_scale) > tmax);
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t y = a->target[i];
+        if (y == a->ignore_index)
+            continue;
+        double w, g;
+        small_row_weights(a, i, y, &w, &g);
+        if (fabs(g) > tmax)
+            return 0;
+    }
+    return 1;
+}
+
+#endif /* PYCE_CE_RULES_H */

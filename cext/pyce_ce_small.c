@@ -1,0 +1,743 @@
+/*
+ * Few classes (C <= 16) at memory speed: fused softmax cross-entropy with
+ * rows across SIMD lanes, moved there by in-register transposes.
+ *
+ * DESIGN NOTE (see also ../shared/PERF-NOTES.md and the report of branch perf)
+ *
+ * What is accelerated.  Class-index targets, no label smoothing, no z-loss,
+ * 2-d (N, C) input (d = 1) with a contiguous class axis (rows may have any
+ * stride), a contiguous-class-axis gradient, C <= 16, float32 (AVX-512 and
+ * AVX2) and float64 (AVX-512), with or without a gradient, with class
+ * weights, sample weights, grad_output, ignore_index and per-row losses
+ * ('none').  Everything else stays on the existing lanes path (ce_lanes /
+ * ce_lanes_plain): pyce_ce_small_* returns 0 for probability targets, label
+ * smoothing, z-loss, (N, C, d...) inputs, strided class axes (e.g. a
+ * Fortran-ordered out=), gradients beyond the dtype's range (|g| > T_MAX),
+ * float64 on AVX2-only CPUs, and every CPU without AVX2 or compiler without
+ * GCC/clang target attributes.
+ *
+ * How (AVX-512, float32; float64 is the same with 8 rows and 8x8 blocks):
+ *   1. 16 rows are loaded one per register (masked loads of the row's C
+ *      floats; the other lanes become classes >= C, never used),
+ *   2. a 16x16 transpose (unpcklps, unpcklpd, two vshuff32x4 stages, only the
+ *      outputs that are classes) gives one register per class, lane r = row r,
+ *   3. max across the C registers, x - m, the kernels' own exp
+ *      (pyce_expneg_f32, pyce_exp.h) on C*16 lanes, row sums in double class
+ *      by class, log in double (pyce_log_f64),
+ *   4. x_y and e_y picked by compare masks (lane r: class == y_r), the loss and
+ *      the gradient coefficients of all 16 rows in double (pyce_ce_rules.h),
+ *   5. gradient = e * g/s (rows not computed: 0), the target lanes replaced by
+ *      g (e_y - s)/s, the transpose back, masked stores of C floats per row.
+ *   All rows of a group are loaded before any store, and a store writes only
+ *   its row's C entries, so overwrite_input (gradient in place) is safe.
+ *
+ * Vendor-specific choices, and why:
+ *   - No gathers or scatters (the old lanes path compiled its transposes to
+ *     them): microcoded on AMD Zen (vgatherdps zmm ~15 and vscatterdps ~20+
+ *     cycles per instruction on Zen 4).  On Intel gathers are cheaper, but the
+ *     shuffles used instead run there too (on port 5 only, one per cycle), so
+ *     the same code serves both.
+ *   - No vmaskmovps in the AVX2 code (microcoded on AMD, fast on Intel): a
+ *     group whose full-width loads or stores would pass the block's last row,
+ *     and every partial group, goes through a stack buffer instead.  Costs
+ *     Intel a few copies per block, saves AMD far more.
+ *   - AVX-512 masked loads and stores (vmovups zmm{k}) are single
+ *     instructions on Zen 4 and on Intel, so the AVX-512 code needs no
+ *     overlapping accesses and no tail special case.
+ *   - 512-bit registers on every AVX-512 CPU.  Zen 4 runs a zmm operation as
+ *     two 256-bit halves, so zmm buys no arithmetic throughput there; it halves
+ *     the instructions and the per-row work per element (16 rows per group
+ *     instead of 8).  Older Intel server parts (Skylake-SP, Cascade Lake)
+ *     lower their clock under heavy zmm use; not measured here.
+ *   Measured on this AMD EPYC (Zen 4, 2 cores, shared with up to 6 other
+ *   builds: busy-machine medians of one process per path, PYCE_SMALL_ISA
+ *   selecting it; the lead re-measures on a quiet machine), fused with out=,
+ *   1 thread, against np.copyto in the same process:
+ *     float32 1024 x 10:   AVX-512 9.6-14 us (7.5x copy), AVX2 21 us (16x),
+ *                          old lanes path 26-34 us (18-20x)
+ *     float32 262144 x 10: AVX-512 7.4 ms (7.7x), AVX2 16.7 ms, old 20.3 ms
+ *     float64 1024 x 10:   AVX-512 17.8 us, old 22.8 us (the double exp,
+ *                          degree 13, is most of the time in both)
+ *   In a C harness (no Python, rdtsc minima, 1024 x 10 float32) the AVX-512
+ *   group costs ~2.1 TSC ticks per element against 5.8 for the old lanes
+ *   path: exp ~0.55, the two transposes ~0.42, the per-row double work
+ *   (log, divisions, loss) ~0.4 of it (ablations).
+ *
+ * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
+ * __builtin_cpu_supports at every call (a load and a test); other CPUs and
+ * compilers return 0 and use the existing path.  Never -march=native.
+ * PYCE_SMALL_ISA=avx512|avx2|none caps the choice (tests, A/B benchmarks).
+ *
+ * Numerics: the same per-element operations, in the same order, as
+ * ce_lanes_plain (exp in T; row sums in double, class by class; log, loss
+ * and gradient coefficients in double; the target entry g (e_y - s)/s; the
+ * losses of 16 rows summed in row order then added to the block's total),
+ * so results match the lanes path bit for bit wherever both compile the exp
+ * alike (same x86-64 level), e.g. a C-ordered against a Fortran-ordered
+ * out=.  The precision bound holds unchanged, and results are bitwise
+ * identical for every n_threads (blocks are cut by the caller independently
+ * of threads).
+ */
+#include "pyce_ce_small.h"
+#include "pyce_exp.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(PYCE_NO_CLONES)
+#define PYCE_SMALL_X86 1
+#include <immintrin.h>
+#else
+#define PYCE_SMALL_X86 0
+#endif
+
+/* small_row_weights, small_row_loss, small_row_grad_coefs, small_grad_in_range:
+ * the per-row rules of the plain class-target case (shared with pyce_ce_online.c). */
+#include "pyce_ce_rules.h"
+
+typedef struct {
+    int32_t y[16];   /* target class, -1 for a row not computed (ignored or past the range) */
+    double w[16];    /* small_row_weights' w (0 when not computed) */
+    double g[16];    /* its gradient factor g (0 when not computed) */
+    uint32_t live;   /* bit r set: row r is computed */
+} small_rows;
+
+PYCE_ALWAYS_INLINE void small_prep(const pyce_ce_args *a, int64_t i0, int nrows, int lanes,
+                                   small_rows *p)
+{
+    uint32_t live = 0;
+    for (int r = 0; r < lanes; r++) {
+        const int64_t i = i0 + (r < nrows ? r : 0);
+        const int64_t y = a->target[i];
+        const int lv = r < nrows && y != a->ignore_index;
+        double w, g;
+        small_row_weights(a, i, lv ? y : 0, &w, &g);
+        p->y[r] = lv ? (int32_t)y : -1;
+        p->w[r] = lv ? w : 0.0;
+        p->g[r] = lv ? g : 0.0;
+        live |= (uint32_t)lv << r;
+    }
+    p->live = live;
+}
+
+static int small_handles(const pyce_ce_args *a)
+{
+    return a->target && !a->target_prob && a->c >= 1 && a->c <= 16 && a->d == 1 &&
+           a->label_smoothing == 0.0 && a->z_loss == 0.0 && a->x_sc == 1 &&
+           (!a->grad || a->g_sc == 1);
+}
+
+#if PYCE_SMALL_X86
+
+#if defined(__clang__)
+#define PYCE_TGT_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define PYCE_TGT_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define PYCE_TGT_AVX512 \
+    __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")))
+#define PYCE_TGT_AVX2 __attribute__((target("avx2,fma")))
+#endif
+#define PYCE_INL static inline __attribute__((always_inline))
+
+/* ============================ AVX-512, float32 ============================ */
+
+/* 16x16 transpose: out[k] lane r = in[r] lane k.  Inputs nin.. do not matter
+ * (their lanes of the outputs are never used) and only outputs < nout are
+ * formed; both are constants after inlining, so the unused steps vanish. */
+PYCE_TGT_AVX512 PYCE_INL void tr16_ps(const __m512 *in, __m512 *out, const int nin, const int nout)
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        if (2 * i >= nin) {
+            t[2 * i] = t[2 * i + 1] = in[0];
+            continue;
+        }
+        const __m512 b = 2 * i + 1 < nin ? in[2 * i + 1] : in[2 * i];
+        t[2 * i] = _mm512_unpacklo_ps(in[2 * i], b);
+        t[2 * i + 1] = _mm512_unpackhi_ps(in[2 * i], b);
+    }
+    /* u[4q + j], 128-bit block b: column 4b + j of rows 4q .. 4q+3 */
+    for (int q = 0; q < 4; q++) {
+        if (4 * q >= nin) {
+            u[4 * q] = u[4 * q + 1] = u[4 * q + 2] = u[4 * q + 3] = t[0];
+            continue;
+        }
+        const __m512d a0 = _mm512_castps_pd(t[4 * q]), a1 = _mm512_castps_pd(t[4 * q + 1]);
+        const __m512d a2 = _mm512_castps_pd(t[4 * q + 2]), a3 = _mm512_castps_pd(t[4 * q + 3]);
+        u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    for (int j = 0; j < 4 && j < nout; j++) {
+        const __m512 v88 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+        const __m512 vdd = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
+        const __m512 w88 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+        const __m512 wdd = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+        out[j] = _mm512_shuffle_f32x4(v88, w88, 0x88);
+        if (4 + j < nout)
+            out[4 + j] = _mm512_shuffle_f32x4(vdd, wdd, 0x88);
+        if (8 + j < nout)
+            out[8 + j] = _mm512_shuffle_f32x4(v88, w88, 0xdd);
+        if (12 + j < nout)
+            out[12 + j] = _mm512_shuffle_f32x4(vdd, wdd, 0xdd);
+    }
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 16) with C classes; returns their loss sum. */
+/* small_prep for 16 whole rows without weights or grad_output, vectorized. */
+PYCE_TGT_AVX512 PYCE_INL void small_prep_plain16(const pyce_ce_args *a, int64_t i0, small_rows *p)
+{
+    const __m512i ig = _mm512_set1_epi64(a->ignore_index);
+    const __m512i t0 = _mm512_loadu_si512((const void *)(a->target + i0));
+    const __m512i t1 = _mm512_loadu_si512((const void *)(a->target + i0 + 8));
+    const __mmask16 live = (__mmask16)(_mm512_cmpneq_epi64_mask(t0, ig) |
+                                       ((unsigned)_mm512_cmpneq_epi64_mask(t1, ig) << 8));
+    const __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(t0)),
+                                         _mm512_cvtepi64_epi32(t1), 1);
+    _mm512_storeu_si512((void *)p->y, _mm512_mask_mov_epi32(_mm512_set1_epi32(-1), live, y));
+    const __m512d one = _mm512_set1_pd(1.0), g = _mm512_set1_pd(a->grad_scale);
+    _mm512_storeu_pd(p->w, _mm512_maskz_mov_pd((__mmask8)live, one));
+    _mm512_storeu_pd(p->w + 8, _mm512_maskz_mov_pd((__mmask8)(live >> 8), one));
+    _mm512_storeu_pd(p->g, _mm512_maskz_mov_pd((__mmask8)live, g));
+    _mm512_storeu_pd(p->g + 8, _mm512_maskz_mov_pd((__mmask8)(live >> 8), g));
+    p->live = live;
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 16; full: nrows == 16, a constant) with C
+ * classes; returns their loss sum. */
+PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
+                                               const int C, const int full, double *lv)
+{
+    enum { L = 16 };
+    const int64_t sx = a->x_sn;
+    const float *x = (const float *)a->x + i0 * sx;
+    float *grad = a->grad ? (float *)a->grad + i0 * a->g_sn : NULL;
+    const __mmask16 cm = (__mmask16)((1u << C) - 1u);
+    const int64_t sg = a->g_sn;
+    small_rows p;
+    if (full)
+        nrows = L;
+    if (full && !a->class_weight && !a->sample_weight && !a->grad_output)
+        small_prep_plain16(a, i0, &p);
+    else
+        small_prep(a, i0, nrows, L, &p);
+
+    __m512 R[16], V[16], E[16];
+    for (int r = 0; r < L; r++)
+        R[r] = _mm512_maskz_loadu_ps(r < nrows ? cm : 0, x + (r < nrows ? r : 0) * sx);
+    tr16_ps(R, V, L, C);
+
+    __m512 m = V[0];
+    for (int k = 1; k < C; k++)
+        m = _mm512_max_ps(V[k], m);   /* V[k] > m ? V[k] : m, as lanes_load_max */
+    float eb[16 * 16] __attribute__((aligned(64)));
+    for (int k = 0; k < C; k++)
+        _mm512_store_ps(eb + 16 * k, _mm512_sub_ps(V[k], m));
+#pragma omp simd simdlen(16)
+    for (int j = 0; j < 16 * C; j++)
+        eb[j] = pyce_expneg_f32(eb[j]);
+    for (int k = 0; k < C; k++)
+        E[k] = _mm512_load_ps(eb + 16 * k);
+
+    /* row sums in double, class by class (as lanes_expsum) */
+    __m512d slo = _mm512_setzero_pd(), shi = _mm512_setzero_pd();
+    for (int k = 0; k < C; k++) {
+        slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(E[k])));
+        shi = _mm512_add_pd(shi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(E[k], 1)));
+    }
+
+    /* target lanes: x_y and e_y */
+    const __m512i yv = _mm512_loadu_si512((const void *)p.y);
+    __mmask16 mk[16];
+    __m512 xy = _mm512_setzero_ps(), ey = _mm512_setzero_ps();
+    for (int k = 0; k < C; k++) {
+        mk[k] = _mm512_cmpeq_epi32_mask(yv, _mm512_set1_epi32(k));
+        xy = _mm512_mask_mov_ps(xy, mk[k], V[k]);
+        ey = _mm512_mask_mov_ps(ey, mk[k], E[k]);
+    }
+
+    double sv[16], mv[16], xyv[16], eyv[16], lossv[16], pcd[16], fixd[16];
+    _mm512_storeu_pd(sv, slo);
+    _mm512_storeu_pd(sv + 8, shi);
+    _mm512_storeu_pd(mv, _mm512_cvtps_pd(_mm512_castps512_ps256(m)));
+    _mm512_storeu_pd(mv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(m, 1)));
+    _mm512_storeu_pd(xyv, _mm512_cvtps_pd(_mm512_castps512_ps256(xy)));
+    _mm512_storeu_pd(xyv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(xy, 1)));
+    _mm512_storeu_pd(eyv, _mm512_cvtps_pd(_mm512_castps512_ps256(ey)));
+    _mm512_storeu_pd(eyv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(ey, 1)));
+#pragma omp simd
+    for (int r = 0; r < L; r++)
+        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+
+    if (grad) {
+#pragma omp simd
+        for (int r = 0; r < L; r++)
+            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
+        const __mmask16 live = (__mmask16)p.live;
+        const __m512 pc = _mm512_insertf32x8(
+            _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(pcd))),
+            _mm512_cvtpd_ps(_mm512_loadu_pd(pcd + 8)), 1);
+        const __m512 fix = _mm512_insertf32x8(
+            _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(fixd))),
+            _mm512_cvtpd_ps(_mm512_loadu_pd(fixd + 8)), 1);
+        for (int k = 0; k < C; k++)
+            V[k] = _mm512_mask_mov_ps(_mm512_maskz_mul_ps(live, E[k], pc), mk[k], fix);
+        tr16_ps(V, R, C, L);
+        for (int r = 0; r < L; r++)
+            _mm512_mask_storeu_ps(grad + (r < nrows ? r : 0) * sg, r < nrows ? cm : 0, R[r]);
+    }
+    float *loss_out = (float *)a->loss;
+    for (int r = 0; r < nrows; r++) {
+        if (loss_out)
+            loss_out[i0 + r] = (float)lossv[r];
+        lv[r] = lossv[r];
+    }
+}
+
+/* Rows [i0, i1) of C classes: groups of LANES rows, their losses summed 16
+ * rows at a time from 0 and then added to the total, as the lanes paths do. */
+#define PYCE_SMALL_ROWS(NAME, GROUP, LANES, C)                                            \
+    static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
+    {                                                                                     \
+        double total = 0.0;                                                               \
+        for (int64_t i = i0; i < i1; i += 16) {                                           \
+            double lv[16];                                                                \
+            const int n16 = i1 - i < 16 ? (int)(i1 - i) : 16;                             \
+            for (int j = 0; j < n16; j += LANES) {                                        \
+                if (n16 - j >= LANES)                                                     \
+                    GROUP(a, i + j, LANES, C, 1, lv + j);                                 \
+                else                                                                      \
+                    GROUP(a, i + j, n16 - j, C, 0, lv + j);                               \
+            }                                                                             \
+            total += small_sum_rows(lv, n16);                                             \
+        }                                                                                 \
+        return total;                                                                     \
+    }
+
+#define PYCE_SMALL_ALL_C(NAME, GROUP, LANES, TGT, ROWS)                                         \
+    TGT ROWS(NAME, GROUP, LANES, 1) TGT ROWS(NAME, GROUP, LANES, 2)  \
+    TGT ROWS(NAME, GROUP, LANES, 3) TGT ROWS(NAME, GROUP, LANES, 4)  \
+    TGT ROWS(NAME, GROUP, LANES, 5) TGT ROWS(NAME, GROUP, LANES, 6)  \
+    TGT ROWS(NAME, GROUP, LANES, 7) TGT ROWS(NAME, GROUP, LANES, 8)  \
+    TGT ROWS(NAME, GROUP, LANES, 9) TGT ROWS(NAME, GROUP, LANES, 10) \
+    TGT ROWS(NAME, GROUP, LANES, 11) TGT ROWS(NAME, GROUP, LANES, 12) \
+    TGT ROWS(NAME, GROUP, LANES, 13) TGT ROWS(NAME, GROUP, LANES, 14) \
+    TGT ROWS(NAME, GROUP, LANES, 15) TGT ROWS(NAME, GROUP, LANES, 16) \
+    static double (*const NAME##_table[17])(const pyce_ce_args *, int64_t, int64_t) = {   \
+        NULL, NAME##_c1, NAME##_c2, NAME##_c3, NAME##_c4, NAME##_c5, NAME##_c6,          \
+        NAME##_c7, NAME##_c8, NAME##_c9, NAME##_c10, NAME##_c11, NAME##_c12, NAME##_c13, \
+        NAME##_c14, NAME##_c15, NAME##_c16};
+
+PYCE_SMALL_ALL_C(f32_avx512, group_f32_avx512, 16, PYCE_TGT_AVX512, PYCE_SMALL_ROWS)
+
+/* ============================ AVX-512, float64 ============================ */
+
+/* 8x8 transpose of doubles: out[k] lane r = in[r] lane k; inputs nin.. do
+ * not matter, only outputs < nout are formed. */
+PYCE_TGT_AVX512 PYCE_INL void tr8_pd(const __m512d *in, __m512d *out, const int nin, const int nout)
+{
+    __m512d t[8];
+    for (int i = 0; i < 4; i++) {
+        if (2 * i >= nin) {
+            t[2 * i] = t[2 * i + 1] = in[0];
+            continue;
+        }
+        const __m512d b = 2 * i + 1 < nin ? in[2 * i + 1] : in[2 * i];
+        t[2 * i] = _mm512_unpacklo_pd(in[2 * i], b);      /* block b: column 2b, rows 2i, 2i+1 */
+        t[2 * i + 1] = _mm512_unpackhi_pd(in[2 * i], b);  /* column 2b + 1 */
+    }
+    for (int j = 0; j < 2 && j < nout; j++) {
+        const __m512d v88 = _mm512_shuffle_f64x2(t[j], t[2 + j], 0x88);
+        const __m512d vdd = _mm512_shuffle_f64x2(t[j], t[2 + j], 0xdd);
+        const __m512d w88 = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0x88);
+        const __m512d wdd = _mm512_shuffle_f64x2(t[4 + j], t[6 + j], 0xdd);
+        out[j] = _mm512_shuffle_f64x2(v88, w88, 0x88);
+        if (2 + j < nout)
+            out[2 + j] = _mm512_shuffle_f64x2(vdd, wdd, 0x88);
+        if (4 + j < nout)
+            out[4 + j] = _mm512_shuffle_f64x2(v88, w88, 0xdd);
+        if (6 + j < nout)
+            out[6 + j] = _mm512_shuffle_f64x2(vdd, wdd, 0xdd);
+    }
+}
+
+/* small_prep for 8 whole rows without weights or grad_output, vectorized. */
+PYCE_TGT_AVX512 PYCE_INL void small_prep_plain8(const pyce_ce_args *a, int64_t i0, small_rows *p)
+{
+    const __m512i t0 = _mm512_loadu_si512((const void *)(a->target + i0));
+    const __mmask8 live = _mm512_cmpneq_epi64_mask(t0, _mm512_set1_epi64(a->ignore_index));
+    _mm256_storeu_si256((__m256i *)p->y,
+                        _mm256_mask_mov_epi32(_mm256_set1_epi32(-1), live, _mm512_cvtepi64_epi32(t0)));
+    _mm512_storeu_pd(p->w, _mm512_maskz_mov_pd(live, _mm512_set1_pd(1.0)));
+    _mm512_storeu_pd(p->g, _mm512_maskz_mov_pd(live, _mm512_set1_pd(a->grad_scale)));
+    p->live = live;
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 8; full: nrows == 8, a constant) with C
+ * classes, float64; returns their loss sum. */
+PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
+                                               const int C, const int full, double *lv)
+{
+    enum { L = 8 };
+    const int64_t sx = a->x_sn, sg = a->g_sn;
+    const double *x = (const double *)a->x + i0 * sx;
+    double *grad = a->grad ? (double *)a->grad + i0 * sg : NULL;
+    const __mmask8 cm0 = (__mmask8)(C >= 8 ? 0xffu : (1u << C) - 1u);
+    const __mmask8 cm1 = (__mmask8)(C > 8 ? (1u << (C - 8)) - 1u : 0u);
+    small_rows p;
+    if (full)
+        nrows = L;
+    if (full && !a->class_weight && !a->sample_weight && !a->grad_output)
+        small_prep_plain8(a, i0, &p);
+    else
+        small_prep(a, i0, nrows, L, &p);
+
+    __m512d R[16], V[16], E[16];
+    for (int r = 0; r < L; r++) {
+        const double *xr = x + (r < nrows ? r : 0) * sx;
+        R[r] = _mm512_maskz_loadu_pd(r < nrows ? cm0 : 0, xr);
+        if (C > 8)
+            R[8 + r] = _mm512_maskz_loadu_pd(r < nrows ? cm1 : 0, xr + 8);
+    }
+    tr8_pd(R, V, L, C < 8 ? C : 8);
+    if (C > 8)
+        tr8_pd(R + 8, V + 8, L, C - 8);
+
+    __m512d m = V[0];
+    for (int k = 1; k < C; k++)
+        m = _mm512_max_pd(V[k], m);
+    double eb[8 * 16] __attribute__((aligned(64)));
+    for (int k = 0; k < C; k++)
+        _mm512_store_pd(eb + 8 * k, _mm512_sub_pd(V[k], m));
+#pragma omp simd simdlen(8)
+    for (int j = 0; j < 8 * C; j++)
+        eb[j] = pyce_expneg_f64(eb[j]);
+    for (int k = 0; k < C; k++)
+        E[k] = _mm512_load_pd(eb + 8 * k);
+
+    __m512d s = _mm512_setzero_pd();
+    for (int k = 0; k < C; k++)
+        s = _mm512_add_pd(s, E[k]);
+
+    const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
+    __mmask8 mk[16];
+    __m512d xy = _mm512_setzero_pd(), ey = _mm512_setzero_pd();
+    for (int k = 0; k < C; k++) {
+        mk[k] = _mm256_cmpeq_epi32_mask(yv, _mm256_set1_epi32(k));
+        xy = _mm512_mask_mov_pd(xy, mk[k], V[k]);
+        ey = _mm512_mask_mov_pd(ey, mk[k], E[k]);
+    }
+
+    double sv[8], mv[8], xyv[8], eyv[8], lossv[16], pcd[8], fixd[8];
+    _mm512_storeu_pd(sv, s);
+    _mm512_storeu_pd(mv, m);
+    _mm512_storeu_pd(xyv, xy);
+    _mm512_storeu_pd(eyv, ey);
+#pragma omp simd
+    for (int r = 0; r < L; r++)
+        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+
+    if (grad) {
+#pragma omp simd
+        for (int r = 0; r < L; r++)
+            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
+        const __mmask8 live = (__mmask8)p.live;
+        const __m512d pc = _mm512_loadu_pd(pcd), fix = _mm512_loadu_pd(fixd);
+        for (int k = 0; k < C; k++)
+            V[k] = _mm512_mask_mov_pd(_mm512_maskz_mul_pd(live, E[k], pc), mk[k], fix);
+        tr8_pd(V, R, C < 8 ? C : 8, L);
+        if (C > 8)
+            tr8_pd(V + 8, R + 8, C - 8, L);
+        for (int r = 0; r < L; r++) {
+            double *gr = grad + (r < nrows ? r : 0) * sg;
+            _mm512_mask_storeu_pd(gr, r < nrows ? cm0 : 0, R[r]);
+            if (C > 8)
+                _mm512_mask_storeu_pd(gr + 8, r < nrows ? cm1 : 0, R[8 + r]);
+        }
+    }
+    double *loss_out = (double *)a->loss;
+    for (int r = 0; r < nrows; r++) {
+        if (loss_out)
+            loss_out[i0 + r] = lossv[r];
+        lv[r] = lossv[r];
+    }
+}
+
+PYCE_SMALL_ALL_C(f64_avx512, group_f64_avx512, 8, PYCE_TGT_AVX512, PYCE_SMALL_ROWS)
+
+/* ============================== AVX2, float32 ============================== */
+
+/* 8x8 transpose of out[k] lane r = in[r] lane k (unpcklps, shufps, vperm2f128);
+ * inputs nin.. do not matter, only outputs < nout are formed. */
+PYCE_TGT_AVX2 PYCE_INL void tr8_ps(const __m256 *in, __m256 *out, const int nin, const int nout)
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        if (2 * i >= nin) {
+            t[2 * i] = t[2 * i + 1] = in[0];
+            continue;
+        }
+        const __m256 b = 2 * i + 1 < nin ? in[2 * i + 1] : in[2 * i];
+        t[2 * i] = _mm256_unpacklo_ps(in[2 * i], b);
+        t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], b);
+    }
+    /* u[4h + j], 128-bit half b: column 4b + j of rows 4h .. 4h+3 */
+    for (int h = 0; h < 2; h++) {
+        if (4 * h >= nin) {
+            u[4 * h] = u[4 * h + 1] = u[4 * h + 2] = u[4 * h + 3] = t[0];
+            continue;
+        }
+        u[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+    }
+    for (int j = 0; j < 4 && j < nout; j++) {
+        out[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+        if (4 + j < nout)
+            out[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 8) with C classes, rows of the block end
+ * before row iend; returns their loss sum.  Each row is loaded as 8 or 16
+ * floats from its start: a group whose loads would pass the block's last row,
+ * or a partial group, is copied to a stack buffer first (no masked loads or
+ * stores: vmaskmovps is microcoded on AMD). */
+PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
+                                           int64_t iend, const int C, double *lv)
+{
+    enum { L = 8 };
+    const int W = C <= 8 ? 8 : 16;        /* floats loaded and stored per row */
+    const int64_t sx0 = a->x_sn, sg0 = a->g_sn;
+    float *grad0 = a->grad ? (float *)a->grad + i0 * sg0 : NULL;
+    const float *x = (const float *)a->x + i0 * sx0;
+    int64_t sx = sx0;
+    float xb[8 * 16] __attribute__((aligned(32)));
+    float gb[8 * 16] __attribute__((aligned(32)));
+    const int direct = nrows == L && (i0 + L - 1) * sx0 + W <= (iend - 1) * sx0 + C;
+    if (!direct) {
+        memset(xb, 0, sizeof xb);
+        for (int r = 0; r < nrows; r++)
+            memcpy(xb + 16 * r, x + r * sx0, (size_t)C * sizeof(float));
+        x = xb;
+        sx = 16;
+    }
+    small_rows p;
+    small_prep(a, i0, nrows, L, &p);
+
+    __m256 R[16], V[16], E[16];
+    for (int r = 0; r < L; r++) {
+        R[r] = _mm256_loadu_ps(x + r * sx);
+        if (W == 16)
+            R[8 + r] = _mm256_loadu_ps(x + r * sx + 8);
+    }
+    tr8_ps(R, V, L, C < 8 ? C : 8);
+    if (C > 8)
+        tr8_ps(R + 8, V + 8, L, C - 8);
+
+    __m256 m = V[0];
+    for (int k = 1; k < C; k++)
+        m = _mm256_max_ps(V[k], m);
+    float eb[8 * 16] __attribute__((aligned(32)));
+    for (int k = 0; k < C; k++)
+        _mm256_store_ps(eb + 8 * k, _mm256_sub_ps(V[k], m));
+#pragma omp simd simdlen(8)
+    for (int j = 0; j < 8 * C; j++)
+        eb[j] = pyce_expneg_f32(eb[j]);
+    for (int k = 0; k < C; k++)
+        E[k] = _mm256_load_ps(eb + 8 * k);
+
+    __m256d slo = _mm256_setzero_pd(), shi = _mm256_setzero_pd();
+    for (int k = 0; k < C; k++) {
+        slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(E[k])));
+        shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(E[k], 1)));
+    }
+
+    const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
+    __m256 mk[16];
+    __m256 xy = _mm256_setzero_ps(), ey = _mm256_setzero_ps();
+    for (int k = 0; k < C; k++) {
+        mk[k] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(yv, _mm256_set1_epi32(k)));
+        xy = _mm256_blendv_ps(xy, V[k], mk[k]);
+        ey = _mm256_blendv_ps(ey, E[k], mk[k]);
+    }
+
+    double sv[8], mv[8], xyv[8], eyv[8], lossv[8], pcd[8], fixd[8];
+    _mm256_storeu_pd(sv, slo);
+    _mm256_storeu_pd(sv + 4, shi);
+    _mm256_storeu_pd(mv, _mm256_cvtps_pd(_mm256_castps256_ps128(m)));
+    _mm256_storeu_pd(mv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
+    _mm256_storeu_pd(xyv, _mm256_cvtps_pd(_mm256_castps256_ps128(xy)));
+    _mm256_storeu_pd(xyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(xy, 1)));
+    _mm256_storeu_pd(eyv, _mm256_cvtps_pd(_mm256_castps256_ps128(ey)));
+    _mm256_storeu_pd(eyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(ey, 1)));
+#pragma omp simd
+    for (int r = 0; r < L; r++)
+        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+
+    if (grad0) {
+#pragma omp simd
+        for (int r = 0; r < L; r++)
+            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
+        const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(yv, _mm256_set1_epi32(-1)));
+        const __m256 pc = _mm256_insertf128_ps(
+            _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(pcd))),
+            _mm256_cvtpd_ps(_mm256_loadu_pd(pcd + 4)), 1);
+        const __m256 fix = _mm256_insertf128_ps(
+            _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(fixd))),
+            _mm256_cvtpd_ps(_mm256_loadu_pd(fixd + 4)), 1);
+        for (int k = 0; k < C; k++)
+            V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_mul_ps(E[k], pc), live), fix, mk[k]);
+        for (int k = C; k < 16; k++)
+            V[k] = V[0];
+        tr8_ps(V, R, C < 8 ? C : 8, L);
+        if (C > 8)
+            tr8_ps(V + 8, R + 8, C - 8, L);
+        /* in order, so a row's spill into the next row is overwritten by that
+         * row; rows whose W floats pass the group's last row go through gb */
+        const int64_t sg = direct ? sg0 : 16;
+        float *g = direct ? grad0 : gb;
+        for (int r = 0; r < L; r++) {
+            if (!direct || r * sg + W <= (L - 1) * sg + C) {
+                _mm256_storeu_ps(g + r * sg, R[r]);
+                if (W == 16)
+                    _mm256_storeu_ps(g + r * sg + 8, R[8 + r]);
+            } else {
+                float tmp[16];
+                _mm256_storeu_ps(tmp, R[r]);
+                if (W == 16)
+                    _mm256_storeu_ps(tmp + 8, R[8 + r]);
+                memcpy(g + r * sg, tmp, (size_t)C * sizeof(float));
+            }
+        }
+        if (!direct)
+            for (int r = 0; r < nrows; r++)
+                memcpy(grad0 + r * sg0, gb + 16 * r, (size_t)C * sizeof(float));
+    }
+    float *loss_out = (float *)a->loss;
+    for (int r = 0; r < nrows; r++) {
+        if (loss_out)
+            loss_out[i0 + r] = (float)lossv[r];
+        lv[r] = lossv[r];
+    }
+}
+
+#define PYCE_SMALL_ROWS_END(NAME, GROUP, LANES, C)                                        \
+    static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
+    {                                                                                     \
+        double total = 0.0;                                                               \
+        for (int64_t i = i0; i < i1; i += 16) {                                           \
+            double lv[16];                                                                \
+            const int n16 = i1 - i < 16 ? (int)(i1 - i) : 16;                             \
+            for (int j = 0; j < n16; j += LANES)                                          \
+                GROUP(a, i + j, n16 - j < LANES ? n16 - j : LANES, i1, C, lv + j);        \
+            total += small_sum_rows(lv, n16);                                             \
+        }                                                                                 \
+        return total;                                                                     \
+    }
+
+PYCE_SMALL_ALL_C(f32_avx2, group_f32_avx2, 8, PYCE_TGT_AVX2, PYCE_SMALL_ROWS_END)
+
+static int have_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static int have_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+#endif /* PYCE_SMALL_X86 */
+
+/* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks); none
+ * also turns the online path of pyce_ce_online.c off. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PYCE_LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define PYCE_STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#else
+#define PYCE_LOAD_RELAXED(p) (*(p))
+#define PYCE_STORE_RELAXED(p, v) (*(p) = (v))
+#endif
+
+static int small_isa_cap(void)
+{
+    static int cap = -1;   /* every thread that reads -1 computes the same value */
+    int c = PYCE_LOAD_RELAXED(&cap);
+    if (c < 0) {
+        const char *e = getenv("PYCE_SMALL_ISA");
+        c = 2;
+        if (e && strcmp(e, "none") == 0)
+            c = 0;
+        else if (e && strcmp(e, "avx2") == 0)
+            c = 1;
+        PYCE_STORE_RELAXED(&cap, c);
+    }
+    return c;
+}
+
+int pyce_fast_paths_enabled(void)
+{
+    return small_isa_cap() != 0;
+}
+
+static int small_isa(void)
+{
+#if PYCE_SMALL_X86
+    const int cap = small_isa_cap();
+    if (cap >= 2 && have_avx512())
+        return 2;
+    if (cap >= 1 && have_avx2())
+        return 1;
+#endif
+    return 0;
+}
+
+const char *pyce_ce_small_isa(void)
+{
+    switch (small_isa()) {
+    case 2: return "avx512";
+    case 1: return "avx2";
+    default: return "none";
+    }
+}
+
+int pyce_ce_small_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum)
+{
+    if (!small_handles(a) || i1 <= i0 || !small_grad_in_range(a, i0, i1, FLT_MAX))
+        return 0;
+    (void)loss_sum;  /* unused without an x86 path */
+#if PYCE_SMALL_X86
+    if (small_isa() == 2) {
+        *loss_sum = f32_avx512_table[a->c](a, i0, i1);
+        return 1;
+    }
+    if (small_isa() == 1) {
+        *loss_sum = f32_avx2_table[a->c](a, i0, i1);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum)
+{
+    if (!small_handles(a) || i1 <= i0 || !small_grad_in_range(a, i0, i1, DBL_MAX))
+        return 0;
+    (void)loss_sum;  /* unused without an x86 path */
+#if PYCE_SMALL_X86
+    if (small_isa() == 2) {
+        *loss_sum = f64_avx512_table[a->c](a, i0, i1);
+        return 1;
+    }
+#endif
+    return 0;
+}

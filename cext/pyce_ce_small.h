@@ -1,0 +1,32 @@
+/*
+ * Fused softmax cross-entropy for few classes (C <= 16), vectorized across
+ * rows with in-register transposes: cext/pyce_ce_small.c (design note there).
+ *
+ * Narrow interface: the kernel's block function (pyce_kernel_impl.h,
+ * pyce_ce_block) offers every block of rows here first; a call returns 1 when
+ * it computed rows [i0, i1) -- gradient, per-row losses and *loss_sum, the
+ * sum of the per-row losses in row order, in double -- and 0, touching
+ * nothing, when it does not handle the case (then the existing paths run).
+ */
+#ifndef PYCE_CE_SMALL_H
+#define PYCE_CE_SMALL_H
+
+#include <stdint.h>
+#include "pyce_kernels.h"
+
+int pyce_ce_small_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
+int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
+
+/* Rows of at least 1 MiB (cext/pyce_ce_online.c): an online max-and-sum, two
+ * reads per element instead of three; same contract as pyce_ce_small_*. */
+int pyce_ce_online_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
+int pyce_ce_online_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
+
+/* 0 when PYCE_SMALL_ISA=none turns both fast paths off (A/B benchmarks, tests). */
+int pyce_fast_paths_enabled(void);
+
+/* Which implementation pyce_ce_small_* uses on this CPU (for show_config and
+ * tests): "avx512", "avx2" or "none" (the existing lanes path runs). */
+const char *pyce_ce_small_isa(void);
+
+#endif /* PYCE_CE_SMALL_H */
