@@ -168,6 +168,7 @@ extensions = [
         sources=["cext/_ce.pyx", "cext/pyce_loss_kernels.c", "cext/pyce_threads.c",
                  "cext/pyce_ce_small.c", "cext/pyce_ce_online.c"],
         depends=["cext/pyce_loss_kernels.pxd", "cext/pyce_loss_kernels.h", "cext/pyce_loss_template.h",
+                 "cext/pyce_loss_rules.h",
                  "cext/pyce_exp.h", "cext/pyce_dispatch.h", "cext/pyce_threads.h",
                  "cext/pyce_ce_small.h", "cext/pyce_ce_rules.h", "cext/pyce_ce_online_impl.h"],
         include_dirs=[np.get_include(), "cext"],

@@ -2,7 +2,7 @@
  * Rows longer than L2: fused softmax cross-entropy reading each row twice
  * instead of three times (an online max-and-sum).
  *
- * The row path (pyce_kernel_impl.h, ce_row) sweeps a row three times: max,
+ * The row path (pyce_loss_template.h, ce_row) sweeps a row three times: max,
  * exp into the gradient row, scale.  While a row fits in L2 (up to ~250K
  * float32 classes on a 1 MiB L2) the second and third sweeps hit the cache.
  * Beyond, each sweep streams from memory: 3 reads + 2 writes per element.

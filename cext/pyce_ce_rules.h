@@ -1,18 +1,21 @@
 /*
- * Per-row rules of the plain class-target case (class-index targets, no label
- * smoothing, no z-loss), shared by the fast paths of branch perf
- * (pyce_ce_small.c, pyce_ce_online.c).  They are the rules ce_lanes_plain and
- * ce_row_finish (pyce_kernel_impl.h) write inline; kept here as one small
- * function each until the kernel has shared per-row helpers (then these
- * should call, or be, those helpers).
+ * The plain class-target case's per-row rules (class-index targets, no label
+ * smoothing, no z-loss) in the form the fast paths for few classes and huge
+ * rows use (pyce_ce_small.c, pyce_ce_online.c).  The rules themselves are
+ * pyce_loss_rules.h's, shared with every other path: masking is
+ * pyce_weighted.  One difference of form, not of rule: these fold the sample
+ * weight into the row weight (w = class_weight[y] * sample_weight[i], g =
+ * grad_scale * grad_output[i] * w), so with sample weights their results can
+ * differ from ce_lanes_plain's (which multiplies the sample weight last) by
+ * rounding; without sample weights they are the same operations in the same
+ * order (tests/loss/test_small_classes.py compares the paths bit for bit).
  */
 #ifndef PYCE_CE_RULES_H
 #define PYCE_CE_RULES_H
 
 #include <math.h>
 #include <stdint.h>
-#include "pyce_kernels.h"
-#include "pyce_exp.h"
+#include "pyce_loss_rules.h"
 
 /* The weight w = class_weight[y] * sample_weight[i] of a computed row and its
  * gradient factor g = grad_scale * grad_output[i] * w. */
@@ -34,7 +37,7 @@ PYCE_ALWAYS_INLINE void small_row_weights(const pyce_ce_args *a, int64_t i, int6
  * through log(s); a row not computed (ignored) is 0. */
 PYCE_ALWAYS_INLINE double small_row_loss(int live, double w, double ls, double xy_minus_m)
 {
-    return live ? w * ls - (w != 0.0 ? w * xy_minus_m : 0.0) : 0.0;
+    return live ? w * ls - pyce_weighted(w, xy_minus_m) : 0.0;
 }
 
 /* The gradient coefficients of a row, in double: p_k's factor g/s, and the

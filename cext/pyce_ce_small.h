@@ -2,7 +2,7 @@
  * Fused softmax cross-entropy for few classes (C <= 16), vectorized across
  * rows with in-register transposes: cext/pyce_ce_small.c (design note there).
  *
- * Narrow interface: the kernel's block function (pyce_kernel_impl.h,
+ * Narrow interface: the kernel's block function (pyce_loss_template.h,
  * pyce_ce_block) offers every block of rows here first; a call returns 1 when
  * it computed rows [i0, i1) -- gradient, per-row losses and *loss_sum, the
  * sum of the per-row losses in row order, in double -- and 0, touching
@@ -12,7 +12,7 @@
 #define PYCE_CE_SMALL_H
 
 #include <stdint.h>
-#include "pyce_kernels.h"
+#include "pyce_loss_kernels.h"
 
 int pyce_ce_small_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
