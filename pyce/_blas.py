@@ -31,12 +31,19 @@ import time
 import numpy as np
 
 __all__ = ["gemm", "get_num_threads", "set_num_threads", "limit_threads", "threads_for",
-           "AdaptiveThreads", "SMALL_PRODUCT_MACS", "WINDOW_SECONDS"]
+           "AdaptiveThreads", "SMALL_PRODUCT_MACS", "WINDOW_SECONDS",
+           "FIRST_WINDOW_SECONDS", "axpy"]
 
 #: Length of the windows over which AdaptiveThreads measures the other
 #: processes' CPU use: /proc/stat counts in ticks of 10 ms, so a quarter of a
 #: second gives 25 ticks per core, enough to tell half a busy core.
 WINDOW_SECONDS = 0.25
+
+#: The first window is shorter: a fit of a fifth of a second (the digits
+#: network of pyce.sklearn, 30 epochs) would otherwise end before its first
+#: decision and run on one thread even on an idle machine. 50 ms is 5 ticks
+#: per core: enough to tell an idle core from a busy one, not half a core.
+FIRST_WINDOW_SECONDS = 0.05
 
 #: Below this many multiply-adds (m * n * k) per product a step's products run
 #: on one BLAS thread (see the module docstring). 2**24 = 16.8 M: the digits
@@ -95,6 +102,24 @@ def gemm(dtype):
     return _function(f"scipy_cblas_{'s' if dt == np.float32 else 'd'}gemm64_",
                      [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, real,
                       ptr, i64, ptr, i64, real, ptr, i64], None)
+
+
+def axpy(dtype):
+    """NumPy's cblas_saxpy / cblas_daxpy (ILP64) for dtype float32 / float64, or None.
+
+    The returned function takes (n, alpha, x_ptr, incx, y_ptr, incy) and
+    computes y = alpha x + y in place, on the BLAS's own threads (the count
+    set_num_threads / limit_threads chose: no second thread pool competing
+    for the cores). None when NumPy's BLAS is not the bundled scipy-openblas
+    or the dtype is another one.
+    """
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return None
+    real = ctypes.c_float if dt == np.float32 else ctypes.c_double
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    return _function(f"scipy_cblas_{'s' if dt == np.float32 else 'd'}axpy64_",
+                     [i64, real, ptr, i64, ptr, i64], None)
 
 
 def get_num_threads():
@@ -164,8 +189,9 @@ class AdaptiveThreads:
 
     max_threads: the ceiling (NumPy's default thread count when None).
     Starts at one thread; tick() (cheap: a clock read) is called once per
-    training step, and every WINDOW_SECONDS it reads /proc/stat and sets the
-    count to round(idle cores), clamped to [1, max_threads]. Use as a
+    training step, and after FIRST_WINDOW_SECONDS, then every WINDOW_SECONDS,
+    it reads /proc/stat and sets the count to round(idle cores), clamped to
+    [1, max_threads]. Use as a
     context: the thread count in effect before is restored on exit. `counts`
     lists the counts chosen, for tests and reports. Without NumPy's bundled
     OpenBLAS it does nothing; without /proc/stat it stays at one thread.
@@ -177,6 +203,7 @@ class AdaptiveThreads:
         self.active = self.before is not None and _cpu_sample() is not None
         self.counts = []
         self._t0 = self._s0 = None
+        self._window = min(FIRST_WINDOW_SECONDS, WINDOW_SECONDS)
 
     def __enter__(self):
         if self.active:
@@ -199,8 +226,9 @@ class AdaptiveThreads:
 
     def tick(self):
         """Re-decide the thread count when the current window is over."""
-        if not self.active or time.perf_counter() - self._t0 < WINDOW_SECONDS:
+        if not self.active or time.perf_counter() - self._t0 < self._window:
             return
+        self._window = WINDOW_SECONDS
         s1 = _cpu_sample()
         total = 0 if s1 is None else s1[0] - self._s0[0]
         if total > 0:

@@ -153,7 +153,8 @@ class SGD(Optimizer):
         momentum buffer: the backward pass calls one gemm of NumPy's BLAS
         (pyce._blas) with alpha = 1 - dampening and beta = momentum (alpha 1,
         beta 0 on the buffer's first step) instead of writing .grad, and
-        step() finishes with one pass (weight decay, p -= lr * buf). torch's
+        step() finishes with one pass (weight decay, p -= lr * buf; without
+        weight decay that pass is the BLAS's axpy, on its threads). torch's
         rule holds; only the rounding order differs (the weight-decay term is
         added to the buffer after the gradient). Such a .grad is not stored:
         reading it raises until the next zero_grad(), and on exit it reads as
@@ -207,7 +208,15 @@ class SGD(Optimizer):
             raise RuntimeError(f"parameter {self._names[i]!r}: step() twice after one "
                                f"backward pass whose gradient went into the momentum buffer")
         c = self.weight_decay * (1.0 if self._fused_first[i] else 1.0 - self.dampening)
-        _nnk.sgd_apply(p.data, self._momentum_buffer[i], self.lr, c, self._names[i])
+        buf, axpy = self._momentum_buffer[i], _blas.axpy(p.data.dtype)
+        w = p.data
+        if c == 0 and axpy is not None and type(w) is np.ndarray and w.flags.c_contiguous \
+                and w.flags.writeable and w.shape == buf.shape and w.dtype == buf.dtype:
+            # p -= lr * buf on the BLAS's own threads: the gemm just ran there, and
+            # a second pool (OpenMP) would compete with its spinning workers
+            axpy(w.size, -self.lr, buf.ctypes.data, 1, w.ctypes.data, 1)
+        else:
+            _nnk.sgd_apply(p.data, buf, self.lr, c, self._names[i])
         p.fused = 2
 
     def step(self):

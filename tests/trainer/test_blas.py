@@ -25,6 +25,19 @@ def test_gemm_accumulates_alpha_a_b_plus_beta_c(dtype):
     assert _blas.gemm(np.int32) is None
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpy_adds_alpha_x_to_y_in_place(dtype):
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal(70_001).astype(dtype), rng.standard_normal(70_001).astype(dtype)
+    want = y.astype(np.float64) - 0.25 * x.astype(np.float64)
+    x0 = x.copy()
+    _blas.axpy(dtype)(len(x), -0.25, x.ctypes.data, 1, y.ctypes.data, 1)
+    np.testing.assert_allclose(y, want, rtol=1e-6 if dtype == np.float32 else 1e-15,
+                               atol=1e-7 if dtype == np.float32 else 1e-16)
+    assert np.array_equal(x, x0)
+    assert _blas.axpy(np.int64) is None
+
+
 def test_limit_threads_sets_and_restores():
     before = _blas.get_num_threads()
     with _blas.limit_threads(1) as n:
@@ -60,6 +73,24 @@ def test_adaptive_threads_follow_the_cores_others_leave_idle(monkeypatch, others
         assert _blas.get_num_threads() == want
     assert policy.counts == ([1] if want == 1 else [1, want])
     assert _blas.get_num_threads() == before
+
+
+def test_adaptive_threads_first_decision_comes_after_the_short_first_window(monkeypatch):
+    _fake_cpu(monkeypatch, 0.0)
+    monkeypatch.setattr(_blas, "WINDOW_SECONDS", 0.25)
+    monkeypatch.setattr(_blas, "FIRST_WINDOW_SECONDS", 0.05)
+    samples, fake = [], _blas._cpu_sample
+    monkeypatch.setattr(_blas, "_cpu_sample", lambda: samples.append(1) or fake())
+    clock = {"t": 100.0}
+    monkeypatch.setattr(_blas.time, "perf_counter", lambda: clock["t"])
+    with _blas.AdaptiveThreads(max_threads=2) as policy:
+        opened = len(samples)
+        for step, (dt, decided) in enumerate([(0.04, 0), (0.02, 1), (0.2, 1), (0.06, 2)]):
+            clock["t"] += dt
+            policy.tick()
+            # a decision reads /proc/stat twice (close the window, open the next)
+            assert len(samples) - opened == 2 * decided, step
+        assert policy.counts == [1, 2]   # idle cores: two threads after 0.05 s, not 0.25 s
 
 
 def test_adaptive_threads_without_proc_stat_stay_inactive(monkeypatch):
