@@ -194,11 +194,15 @@ def _pyce_cifar(x, y, gemm_momentum=True):
 def _products_cifar(x):
     """The matrix products of one epoch of that network alone, with the calls
     the layers make: per batch three forward products, three weight-gradient
-    products and two input-gradient products (the first layer's is skipped),
-    into preallocated arrays."""
+    products and two input-gradient products (the first layer's is skipped);
+    the weight gradients go into preallocated arrays (as pyce's layers write
+    them into .grad or the momentum buffer), the other results are new arrays
+    (as the layers' np.matmul calls make them). Rows are contiguous slices:
+    no gather."""
     rng = np.random.default_rng(1)
     sizes = CIFAR_SIZES
     ws = [rng.standard_normal((o, i)).astype(np.float32) for i, o in zip(sizes, sizes[1:])]
+    gs = [np.empty_like(w) for w in ws]
     n = len(x)
 
     def epoch():
@@ -209,7 +213,7 @@ def _products_cifar(x):
                 acts.append(np.matmul(acts[-1], w.T))
             g = acts[-1]
             for i in range(len(ws) - 1, -1, -1):
-                np.matmul(g.T, acts[i])
+                np.matmul(g.T, acts[i], out=gs[i])
                 if i:
                     g = np.matmul(g, ws[i])
     return epoch
