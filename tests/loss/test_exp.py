@@ -63,3 +63,61 @@ def test_log_special_values():
     got = _ce._elementwise("log_f64", np.array([1.0, 2.0, np.nan, 10.0]))
     assert got[0] == 0 and got[1] == pytest.approx(np.log(2), rel=1e-16)
     assert np.isnan(got[2])
+
+
+# ---- the AVX-512 float32 few-class path's own exp and log1p (pyce_exp.h:
+# pyce_expneg_f32x16, pyce_log1p_f32x16), called through their array wrappers in
+# cext/pyce_ce_small.c; on CPUs without AVX-512 the wrappers decline (skip) ----
+
+def _x16(name, x):
+    import ctypes
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.full_like(x, -1.0)
+    fn = getattr(ctypes.CDLL(_ce.__file__), name)
+    fn.restype = ctypes.c_int
+    ptr = ctypes.POINTER(ctypes.c_float)
+    ok = fn(x.ctypes.data_as(ptr), out.ctypes.data_as(ptr), ctypes.c_int64(x.size))
+    if not ok:
+        pytest.skip("no AVX-512 on this CPU: the few-class path's x16 functions are not used")
+    return out
+
+
+def test_exp_x16_error_bound_and_equal_to_the_scalar_exp():
+    lo_bits = np.array(-87.3, np.float32).view(np.uint32)
+    hi_bits = np.array(-0.0, np.float32).view(np.uint32)
+    x = np.arange(hi_bits, lo_bits, 97, dtype=np.uint32).view(np.float32)
+    x = np.concatenate([x, [-87.3365402, -87.33654, -87.5, -300.0, -np.inf, np.nan, 0.0, -0.0]]
+                       ).astype(np.float32)
+    got = _x16("pyce_expneg_x16_array_f32", x)
+    fin = np.isfinite(x) & (x >= -87.3)
+    err = ulp_error(got[fin], np.exp(x[fin].astype(np.float64)), np.float32)
+    assert err.max() <= 2.0, f"max error {err.max():.2f} ulp at x = {x[fin][err.argmax()]!r}"
+    # below the smallest normal result exactly +0 (masked classes), NaN stays NaN
+    assert np.all(got[(x < -87.3365402)] == 0) and np.isnan(got[np.isnan(x)]).all()
+    assert got[-2] == 1 and got[-1] == 1
+    # the same method and contractions as the scalar exp (pyce_expneg_f32): equal to
+    # the kernels' exp where that is compiled for x86-64-v4 (GCC's AVX-512 clone)
+    scalar = _ce._elementwise("exp_f32", x)
+    if "x86-64-v4" in _simd_path():
+        assert np.array_equal(got, scalar, equal_nan=True)
+
+
+def _simd_path():
+    import ctypes
+    fn = ctypes.CDLL(_ce.__file__).pyce_simd_path
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
+
+
+def test_log1p_x16_error_bound():
+    # t = s - 1 of a row sum: [0, 15], densely, and tiny t (confident rows)
+    t = np.concatenate([np.linspace(0, 15, 3_000_001), np.geomspace(1e-38, 1, 1_000_000)]
+                       ).astype(np.float32)
+    got = _x16("pyce_log1p_x16_array_f32", t)
+    exact = np.log1p(t.astype(np.float64))
+    pos = t > 0
+    err = ulp_error(got[pos], exact[pos], np.float32)
+    assert err.max() <= 2.0, f"max error {err.max():.2f} ulp at t = {t[pos][err.argmax()]!r}"
+    assert np.all(got[~pos] == 0)
+    special = _x16("pyce_log1p_x16_array_f32", np.array([np.nan, 1.0, 15.0], np.float32))
+    assert np.isnan(special[0]) and special[1] == np.float32(np.log(2.0))
