@@ -17,21 +17,30 @@
  * GCC/clang target attributes.
  *
  * How (AVX-512, float32):
- *   1. 16 rows are loaded one per register (masked loads of the row's C
- *      floats; the other lanes become classes >= C, never used),
- *   2. a 16x16 transpose (unpcklps, unpcklpd, two vshuff32x4 stages, only the
- *      outputs that are classes) gives one register per class, lane r = row r,
+ *   1-2. one register per class, lane r = row r.  A dense group (16 whole
+ *      rows C floats apart, 8 < C <= 16: the common (N, 10) call) loads
+ *      [row r | row r+8] 8 classes at a time (a 256-bit load and a masked
+ *      256-bit merge) and transposes with two 8x8 transposes side by side
+ *      (tr8x2_ps: unpcklps/unpckhps, shufps, vpermt2ps; 34 shuffles for
+ *      C = 10).  Other groups (C <= 8, strided rows, the tail) load one row
+ *      per register (masked loads of C floats) and use a 16x16 transpose
+ *      (unpcklps, unpcklpd, two vshuff32x4 stages, only the outputs that are
+ *      classes; 58 shuffles for C = 10),
  *   3. max across the C registers, d = x - m, exp(d) with pyce_expneg_f32x16
  *      (pyce_exp.h: the kernels' exp, 2^n applied by vscalefps),
- *   4. per class a compare mask (lane r: class == y_r) picks d_y and e_y, and
+ *   4. per class a compare mask (lane r: class == y_r) picks x_y and e_y, and
  *      so = the sum of the other classes' exps, in float32, class by class;
  *      s = so + e_y,
  *   5. gradient: ONE division per row, q = g/s; p_k = q e_k, the target entry
  *      g (e_y - s)/s = -q so (no cancellation at p_y ~ 1); rows not computed
- *      are 0; the transpose back, masked stores of C floats per row,
+ *      are 0; the transpose back (dense groups: tr8x2_back_ps and 256-bit
+ *      stores in row order, each reaching into the next row, which is stored
+ *      after it; the group's last store masked), else masked stores of C
+ *      floats per row,
  *   6. log(s) = log1p((e_y - 1) + so) in float32 (pyce_log1p_f32x16), kept
- *      with d_y, w and y for the batch: after the groups of a batch of 64 rows,
- *      the losses w log(s) - w d_y in double (small_row_loss), 16-row partial
+ *      with x_y, m, w and y for the batch: after the groups of a batch of 64
+ *      rows, the losses w log(s) - w (x_y - m) in double (small_row_loss;
+ *      x_y - m in double, as it can overflow float), 16-row partial
  *      sums in row order.  Batching takes the log's latency off each group's
  *      critical path.
  *   All rows of a group are loaded before any store, and a store writes only
@@ -50,27 +59,42 @@
  *     and every partial group, goes through a stack buffer instead.  Costs
  *     Intel a few copies per block, saves AMD far more.
  *   - AVX-512 masked loads and stores (vmovups zmm{k}) are single
- *     instructions on Zen 4 and on Intel, so the AVX-512 code needs no
- *     overlapping accesses and no tail special case.
+ *     instructions on Zen 4 and on Intel, so the AVX-512 code needs no tail
+ *     special case.  But on Zen 4 a zmm store masked to its upper half
+ *     (writing row r+8 from [row r | row r+8]) made the dense group ~5%
+ *     slower than vextractf32x8 + a 256-bit store: dense groups store ymm.
+ *   - vpermt2ps (the last stage of tr8x2_ps) is one uop on Zen 4 and on
+ *     Intel Ice Lake and later (3-cycle latency); on Skylake-SP too.  It needs
+ *     its index vectors in registers (two constants).
+ *   - exp: 2^n applied by vscalefps (AVX-512F, one uop on Zen 4 and Intel)
+ *     instead of exponent-bit arithmetic (shift, add, multiply): fewer
+ *     operations on the FMA pipes, which bound the exp on Zen 4 (a zmm FMA
+ *     occupies both 256-bit FMA units: one per cycle; the exp alone measures
+ *     0.58 TSC ticks per element, ~0.8 core cycles).
  *   - 512-bit registers on every AVX-512 CPU.  Zen 4 runs a zmm operation as
  *     two 256-bit halves, so zmm buys no arithmetic throughput there; it halves
  *     the instructions and the per-row work per element (16 rows per group
  *     instead of 8).  Older Intel server parts (Skylake-SP, Cascade Lake)
  *     lower their clock under heavy zmm use; not measured here.
- *   Measured on this AMD EPYC (Zen 4, 2 cores, shared with up to 6 other
- *   builds: busy-machine medians of one process per path, PYCE_SMALL_ISA
- *   selecting it; the lead re-measures on a quiet machine), fused with out=,
- *   1 thread, against np.copyto in the same process:
- *     float32 1024 x 10:   AVX-512 9.6-14 us (7.5x copy), AVX2 21 us (16x),
- *                          old lanes path 26-34 us (18-20x)
- *     float32 262144 x 10: AVX-512 7.4 ms (7.7x), AVX2 16.7 ms, old 20.3 ms
- *     float64 1024 x 10:   AVX-512 17.8 us, old 22.8 us (the double exp,
- *                          degree 13, is most of the time in both)
- *   In a C harness (no Python, rdtsc minima, 1024 x 10 float32) the AVX-512
- *   group costs ~2.1 TSC ticks per element against 5.8 for the old lanes
- *   path: exp ~0.55, the two transposes ~0.42, the per-row double work
- *   (log, divisions, loss) ~0.4 of it (ablations).
- *
+ *   Measured on this AMD EPYC (Zen 4, 2 cores; TSC 2.6 GHz, core ~3.6 GHz;
+ *   busy machine, other builds running) in a C harness (the kernel alone, 1024
+ *   rows a block as pyce_ce cuts 262144 rows, rdtsc minima, ticks of the
+ *   TSC per element, float32, fused, 'mean'), before (the per-group form
+ *   with double sums and three double divisions per row) and after:
+ *     1024 x 10, 1 thread:            2.22 -> 1.69 (8.7 us -> 6.6 us)
+ *     262144 x 10, 1 thread:          2.20 -> 1.70
+ *     262144 x 10, 2 threads:         1.10 -> 0.85 (both scale ~2x in C)
+ *     1024 x 10 forward only:         1.78 -> 1.37
+ *   Where the 1.69 goes (ablations, +-0.05): exp 0.58 (FMA-pipe bound), the
+ *   two transposes ~0.4, the per-class target masks, picks and masked sums
+ *   ~0.2, log1p and the losses ~0.05, the rest (loads, stores, max, x - m,
+ *   the gradient's multiply, target preparation) ~0.45.  Tried and not kept:
+ *   a max tree and four partial sums (slower: 2.0), two groups interleaved
+ *   (no gain), overlapping full-width loads/stores instead of masked ones
+ *   (no gain).  The older lanes path (PYCE_SMALL_ISA=none) costs ~5.8.
+ *   float64 and AVX2 were not changed in this round (AVX2 1024 x 10 ~2x the
+ *   AVX-512 time, float64 dominated by its degree-13 exp).
+
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
  * __builtin_cpu_supports at every call (a load and a test); other CPUs and
  * compilers return 0 and use the existing path.  Never -march=native.
@@ -110,8 +134,8 @@
 #define PYCE_SMALL_X86 0
 #endif
 
-/* small_row_weights, small_row_loss, small_row_grad_coefs, small_grad_in_range:
- * the per-row rules of the plain class-target case (shared with pyce_ce_online.c). */
+/* small_row_weights, small_row_loss, small_row_grad_coefs(_f32x16),
+ * small_grad_in_range: the per-row rules of the plain class-target case (shared with pyce_ce_online.c). */
 #include "pyce_ce_rules.h"
 
 /* Rows per batch of the AVX-512 float32 path: its groups, then its losses. */
@@ -227,12 +251,85 @@ PYCE_TGT_AVX512 PYCE_INL void small_prep_plain16(const pyce_ce_args *a, int64_t 
 }
 
 /* The per-row values a group leaves for the loss step of its batch
- * (f32_avx512_rows): log(s), x_y - m, the row weight w and y (-1: not computed). */
+ * (f32_avx512_rows): log(s), x_y and m (x_y - m is formed in double: in float
+ * it can overflow, e.g. FLT_MAX - -FLT_MAX), the row weight w and y (-1: not
+ * computed). */
 typedef struct {
-    float ls[PYCE_SMALL_BATCH], dy[PYCE_SMALL_BATCH];
+    float ls[PYCE_SMALL_BATCH], xy[PYCE_SMALL_BATCH], m[PYCE_SMALL_BATCH];
     double w[PYCE_SMALL_BATCH];
     int32_t y[PYCE_SMALL_BATCH];
 } small_batch;
+
+/* Dense groups (16 whole rows, C consecutive floats apart, 8 < C <= 16): the
+ * classes 0-7 and 8-15 of a row are transposed apart, each as two 8x8
+ * transposes side by side in the two 256-bit halves of a register:
+ * Z[r] = [row r, classes h..h+7 | row r+8, classes h..h+7] (two 256-bit
+ * loads, the second merged by mask), then unpcklps/unpckhps, shufps within
+ * 128-bit blocks and one vpermt2ps per output (1 uop on Zen 4 and on Intel
+ * Ice Lake and later): 24 shuffles for 8 classes instead of 58 for the 16x16
+ * transpose, fewer when only some outputs are needed (10 for 2 classes).
+ * out[k] lane r = row r, class h + k, for k < nout. */
+PYCE_TGT_AVX512 PYCE_INL void tr8x2_ps(const __m512 *Z, __m512 *out, const int nout)
+{
+    const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i i1 = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    const int need01 = nout > 0, need23 = nout > 2;   /* classes {0,1,4,5}, {2,3,6,7} */
+    __m512 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = need01 ? _mm512_unpacklo_ps(Z[2 * i], Z[2 * i + 1]) : Z[0];
+        t[2 * i + 1] = need23 ? _mm512_unpackhi_ps(Z[2 * i], Z[2 * i + 1]) : Z[0];
+    }
+    /* u[4h + j]: blocks [class j | class j+4] of rows 4h..4h+3 (low half) and
+     * rows 4h+8.. (high half) */
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 4; j++) {
+            if (j >= nout) {
+                u[4 * h + j] = Z[0];
+                continue;
+            }
+            const __m512 a = t[4 * h + (j >> 1)], b = t[4 * h + 2 + (j >> 1)];
+            u[4 * h + j] = (j & 1) ? _mm512_shuffle_ps(a, b, 0xee) : _mm512_shuffle_ps(a, b, 0x44);
+        }
+    for (int j = 0; j < 4 && j < nout; j++) {
+        out[j] = _mm512_permutex2var_ps(u[j], i0, u[4 + j]);
+        if (j + 4 < nout)
+            out[j + 4] = _mm512_permutex2var_ps(u[j], i1, u[4 + j]);
+    }
+}
+
+/* The inverse of tr8x2_ps: in[k] lane r = row r, class h + k for k < nin
+ * (the others do not matter) into Z[r] = [row r | row r+8], classes h..h+7. */
+PYCE_TGT_AVX512 PYCE_INL void tr8x2_back_ps(const __m512 *in, __m512 *Z, const int nin)
+{
+    const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i i1 = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    __m512 u[8], t[8];
+    for (int j = 0; j < 4; j++) {
+        if (j >= nin) {
+            u[j] = u[4 + j] = in[0];
+            continue;
+        }
+        const __m512 b = j + 4 < nin ? in[j + 4] : in[j];
+        u[j] = _mm512_permutex2var_ps(in[j], i0, b);
+        u[4 + j] = _mm512_permutex2var_ps(in[j], i1, b);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 2; i++) {
+            if (2 * i >= nin) {
+                t[4 * h + 2 * i] = t[4 * h + 2 * i + 1] = in[0];
+                continue;
+            }
+            const __m512 a = u[4 * h + 2 * i], b = u[4 * h + 2 * i + 1];
+            t[4 * h + 2 * i] = _mm512_unpacklo_ps(a, b);
+            t[4 * h + 2 * i + 1] = _mm512_unpackhi_ps(a, b);
+        }
+    for (int h = 0; h < 2; h++) {
+        Z[4 * h] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        Z[4 * h + 1] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+        Z[4 * h + 2] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        Z[4 * h + 3] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+    }
+}
 
 /* Rows i0 .. i0+nrows-1 (nrows <= 16; full: nrows == 16, a constant) with C
  * classes: the gradient, and lanes j .. j+15 of the batch b. */
@@ -256,26 +353,43 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
         small_prep(a, i0, nrows, L, &p);
 
     __m512 R[16], V[16], E[16];
-    for (int r = 0; r < L; r++)
-        R[r] = _mm512_maskz_loadu_ps(r < nrows ? cm : 0, x + (r < nrows ? r : 0) * sx);
-    tr16_ps(R, V, L, C);
+    /* dense: 16 whole rows C floats apart, C > 8 (see tr8x2_ps); each
+     * 256-bit access of classes 8-15 reaches into the next row, except the
+     * last row's, which is masked */
+    const int dense = full && C > 8 && sx == C && (!grad || a->g_sn == C);
+    if (dense) {
+        const __mmask16 hi = 0xff00, hi_last = (__mmask16)(((1u << (C - 8)) - 1u) << 8);
+        for (int h = 0; h < 2; h++) {
+            for (int r = 0; r < 8; r++) {
+                const float *lo = x + r * C + 8 * h, *up = x + (r + 8) * C + 8 * h - 8;
+                R[8 * h + r] = _mm512_mask_loadu_ps(_mm512_castps256_ps512(_mm256_loadu_ps(lo)),
+                                                    h == 1 && r == 7 ? hi_last : hi, up);
+            }
+        }
+        tr8x2_ps(R, V, 8);
+        tr8x2_ps(R + 8, V + 8, C - 8);
+    } else {
+        for (int r = 0; r < L; r++)
+            R[r] = _mm512_maskz_loadu_ps(r < nrows ? cm : 0, x + (r < nrows ? r : 0) * sx);
+        tr16_ps(R, V, L, C);
+    }
 
     __m512 m = V[0];
     for (int k = 1; k < C; k++)
         m = _mm512_max_ps(V[k], m);   /* V[k] > m ? V[k] : m, as lanes_load_max */
 
-    /* exp(x - m); the target lanes' x_y - m and e_y picked by compare masks;
+    /* exp(x - m); the target lanes' x_y and e_y picked by compare masks;
      * so = the row sum without the target term, in float, class by class */
     const __m512i yv = _mm512_loadu_si512((const void *)p.y);
     const __mmask16 live = (__mmask16)p.live;
     __mmask16 nt[16];   /* lane r: row r computed and k != y_r */
-    __m512 dy = _mm512_setzero_ps(), ey = _mm512_setzero_ps(), so = _mm512_setzero_ps();
+    __m512 xy = _mm512_setzero_ps(), ey = _mm512_setzero_ps(), so = _mm512_setzero_ps();
     for (int k = 0; k < C; k++) {
         const __m512 dk = _mm512_sub_ps(V[k], m);
         E[k] = pyce_expneg_f32x16(dk);
         const __mmask16 is_y = _mm512_cmpeq_epi32_mask(yv, _mm512_set1_epi32(k));
         nt[k] = _mm512_mask_cmpneq_epi32_mask(live, yv, _mm512_set1_epi32(k));
-        dy = _mm512_mask_mov_ps(dy, is_y, dk);
+        xy = _mm512_mask_mov_ps(xy, is_y, V[k]);
         ey = _mm512_mask_mov_ps(ey, is_y, E[k]);
         so = _mm512_mask_add_ps(so, nt[k], so, E[k]);
     }
@@ -286,7 +400,8 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
      * row's maximum, so a confident row's loss log1p(so) keeps its relative
      * accuracy */
     _mm512_store_ps(b->ls + j, pyce_log1p_f32x16(_mm512_add_ps(_mm512_sub_ps(ey, _mm512_set1_ps(1.0f)), so)));
-    _mm512_store_ps(b->dy + j, dy);
+    _mm512_store_ps(b->xy + j, xy);
+    _mm512_store_ps(b->m + j, m);
     _mm512_store_pd(b->w + j, _mm512_loadu_pd(p.w));
     _mm512_store_pd(b->w + j + 8, _mm512_loadu_pd(p.w + 8));
     _mm512_store_si512((void *)(b->y + j), yv);
@@ -300,13 +415,35 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
         else
             gv = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(p.g))),
                                     _mm512_cvtpd_ps(_mm512_loadu_pd(p.g + 8)), 1);
-        const __m512 q = _mm512_maskz_div_ps(live, gv, s);
-        const __m512 fix = _mm512_maskz_mul_ps(live, q, _mm512_sub_ps(_mm512_setzero_ps(), so));
+        __m512 q, fix;
+        small_row_grad_coefs_f32x16(gv, s, so, live, &q, &fix);
         for (int k = 0; k < C; k++)
             V[k] = _mm512_mask_mul_ps(fix, nt[k], E[k], q);
-        tr16_ps(V, R, C, L);
-        for (int r = 0; r < L; r++)
-            _mm512_mask_storeu_ps(grad + (r < nrows ? r : 0) * sg, r < nrows ? cm : 0, R[r]);
+        if (dense) {
+            tr8x2_back_ps(V, R, 8);
+            tr8x2_back_ps(V + 8, R + 8, C - 8);
+            /* in row order: a row's classes 8-15 store reaches into the next
+             * row, whose own stores come after it; the last one is masked */
+            const unsigned lo_last = (1u << (C - 8)) - 1u;
+            for (int r = 0; r < 16; r++) {
+                const int q = r & 7, up = r >> 3;
+                float *g = grad + r * C;
+                if (!up) {
+                    _mm256_storeu_ps(g, _mm512_castps512_ps256(R[q]));
+                    _mm256_storeu_ps(g + 8, _mm512_castps512_ps256(R[8 + q]));
+                } else {
+                    _mm256_storeu_ps(g, _mm512_extractf32x8_ps(R[q], 1));
+                    if (r == 15)
+                        _mm256_mask_storeu_ps(g + 8, (__mmask8)lo_last, _mm512_extractf32x8_ps(R[8 + q], 1));
+                    else
+                        _mm256_storeu_ps(g + 8, _mm512_extractf32x8_ps(R[8 + q], 1));
+                }
+            }
+        } else {
+            tr16_ps(V, R, C, L);
+            for (int r = 0; r < L; r++)
+                _mm512_mask_storeu_ps(grad + (r < nrows ? r : 0) * sg, r < nrows ? cm : 0, R[r]);
+        }
     }
 }
 
@@ -333,7 +470,7 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
             _Pragma("omp simd")                                                           \
             for (int r = 0; r < j; r++)                                                   \
                 lossv[r] = small_row_loss(b.y[r] >= 0, b.w[r], (double)b.ls[r], \
-                                          (double)b.dy[r]);                               \
+                                          (double)b.xy[r] - (double)b.m[r]);              \
             if (loss_out)                                                                 \
                 for (int r = 0; r < nb; r++)                                              \
                     loss_out[i + r] = (float)lossv[r];                                    \
