@@ -7,9 +7,9 @@
  * weight into the row weight (w = class_weight[y] * sample_weight[i], g =
  * grad_scale * grad_output[i] * w), so with sample weights their results can
  * differ from ce_lanes_plain's (which multiplies the sample weight last) by
- * rounding.  The AVX-512 float32 few-class path forms the gradient
- * coefficients in float32 from float32 row sums (small_row_grad_coefs_f32x16
- * below), so its results differ from the lanes path by rounding
+ * rounding.  The float32 few-class paths (AVX-512 and AVX2) form the
+ * gradient coefficients in float32 from float32 row sums
+ * (small_row_grad_coefs_f32x16 / _f32x8 below), so its results differ from the lanes path by rounding
  * (tests/loss/test_small_classes.py compares the paths at the README bound).
  */
 #ifndef PYCE_CE_RULES_H
@@ -65,6 +65,15 @@ small_row_grad_coefs_f32x16(__m512 g, __m512 s, __m512 so, __mmask16 live, __m51
 {
     *q = _mm512_maskz_div_ps(live, g, s);
     *fix = _mm512_maskz_mul_ps(live, *q, _mm512_sub_ps(_mm512_setzero_ps(), so));
+}
+
+/* The same for 8 rows in AVX2: live is all-ones in the lanes of rows that are
+ * computed.  The caller's function must enable avx2. */
+static inline __attribute__((always_inline, target("avx2"))) void
+small_row_grad_coefs_f32x8(__m256 g, __m256 s, __m256 so, __m256 live, __m256 *q, __m256 *fix)
+{
+    *q = _mm256_and_ps(live, _mm256_div_ps(g, s));
+    *fix = _mm256_and_ps(live, _mm256_mul_ps(*q, _mm256_sub_ps(_mm256_setzero_ps(), so)));
 }
 #endif
 

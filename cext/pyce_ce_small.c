@@ -45,8 +45,12 @@
  *      critical path.
  *   All rows of a group are loaded before any store, and a store writes only
  *   its row's C entries, so overwrite_input (gradient in place) is safe.
- *   float64 (AVX-512, 8 rows, 8x8 blocks) and float32 AVX2 (8 rows) keep the
- *   older per-group form: row sums, log and gradient coefficients in double.
+ *   float32 AVX2: the same steps with 8 rows per group (8x8 transposes of
+ *   unpcklps, shufps, vperm2f128; compare vectors and blendv instead of
+ *   masks; the kernels' exp through a stack buffer; pyce_log1p_f32x8),
+ *   results bit for bit the AVX-512 path's where both compile the exp alike.
+ *   float64 (AVX-512, 8 rows, 8x8 blocks) keeps the older per-group form: row
+ *   sums, log and gradient coefficients in double.
 
  * Vendor-specific choices, and why:
  *   - No gathers or scatters (the old lanes path compiled its transposes to
@@ -92,15 +96,15 @@
  *   a max tree and four partial sums (slower: 2.0), two groups interleaved
  *   (no gain), overlapping full-width loads/stores instead of masked ones
  *   (no gain).  The older lanes path (PYCE_SMALL_ISA=none) costs ~5.8.
- *   float64 and AVX2 were not changed in this round (AVX2 1024 x 10 ~2x the
- *   AVX-512 time, float64 dominated by its degree-13 exp).
+ *   AVX2 float32 (PYCE_SMALL_ISA=avx2, same harness), 1024 x 10: 4.6 -> 3.2.
+ *   float64 was not changed in this round (dominated by its degree-13 exp).
 
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
  * __builtin_cpu_supports at every call (a load and a test); other CPUs and
  * compilers return 0 and use the existing path.  Never -march=native.
  * PYCE_SMALL_ISA=avx512|avx2|none caps the choice (tests, A/B benchmarks).
  *
- * Numerics.  float32 on AVX-512: the exp is the kernels' exp (bit for bit
+ * Numerics.  float32 (AVX-512 and AVX2): the exp is the kernels' exp (bit for bit
  * pyce_expneg_f32 of the x86-64-v4 clone; <= 2 ulp); the row sum s is summed in
  * float32 over C <= 16 terms each <= 1 (relative error <= (C-1) 2^-24 ~ 9e-7,
  * typically far less), log(s) in float32 within 2 ulp (as log1p of s - 1
@@ -112,10 +116,10 @@
  * ~7x margin in the worst case.  The results are no longer bitwise equal to
  * the lanes path (which sums and takes the log in double):
  * tests/loss/test_small_classes.py checks both against the float64 reference
- * at the README bound and against each other at rtol 1e-5.  float64 and AVX2
- * float32 keep ce_lanes_plain's operations in the same order (row sums in
- * double, g/s and g (e_y - s)/s divided), bit for bit the lanes path where both
- * compile the exp alike.  Results are bitwise identical for every n_threads
+ * at the README bound and against each other at rtol 1e-5.  float64 keeps
+ * ce_lanes_plain's operations in the same order (row sums in double, g/s and
+ * g (e_y - s)/s divided), bit for bit the lanes path where both compile the
+ * exp alike.  Results are bitwise identical for every n_threads
  * (blocks are cut by the caller independently of threads; batches and groups
  * within a block are fixed).
  */
@@ -447,6 +451,24 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
     }
 }
 
+/* The loss step of a batch of nb rows starting at row i (lanes 0 .. nl-1
+ * filled by its groups): losses w log(s) - w (x_y - m) in double
+ * (small_row_loss), stored when asked, summed 16 rows at a time from 0 and
+ * added to total in row order. */
+#define PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, nl, loss_out, total)                        \
+    do {                                                                                  \
+        double lossv[PYCE_SMALL_BATCH] __attribute__((aligned(64)));                      \
+        _Pragma("omp simd")                                                               \
+        for (int r = 0; r < (nl); r++)                                                    \
+            lossv[r] = small_row_loss((b).y[r] >= 0, (b).w[r], (double)(b).ls[r],         \
+                                      (double)(b).xy[r] - (double)(b).m[r]);              \
+        if (loss_out)                                                                     \
+            for (int r = 0; r < (nb); r++)                                                \
+                (loss_out)[(i) + r] = (float)lossv[r];                                    \
+        for (int r = 0; r < (nb); r += 16)                                                \
+            (total) += small_sum_rows(lossv + r, (nb) - r < 16 ? (nb) - r : 16);          \
+    } while (0)
+
 /* Rows [i0, i1) of C classes, float32, AVX-512: batches of up to
  * PYCE_SMALL_BATCH rows; a batch's groups first (gradient, s, x_y - m), then
  * its losses w log(s) - w (x_y - m) in double (small_row_loss), summed 16 rows
@@ -466,16 +488,7 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
                 GROUP(a, i + j, nb - j, C, 0, &b, j);                                     \
                 j += 16;                                                                  \
             }                                                                             \
-            double lossv[PYCE_SMALL_BATCH] __attribute__((aligned(64)));                  \
-            _Pragma("omp simd")                                                           \
-            for (int r = 0; r < j; r++)                                                   \
-                lossv[r] = small_row_loss(b.y[r] >= 0, b.w[r], (double)b.ls[r], \
-                                          (double)b.xy[r] - (double)b.m[r]);              \
-            if (loss_out)                                                                 \
-                for (int r = 0; r < nb; r++)                                              \
-                    loss_out[i + r] = (float)lossv[r];                                    \
-            for (int r = 0; r < nb; r += 16)                                              \
-                total += small_sum_rows(lossv + r, nb - r < 16 ? nb - r : 16);            \
+            PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, j, loss_out, total);                     \
         }                                                                                 \
         return total;                                                                     \
     }
@@ -692,7 +705,7 @@ PYCE_TGT_AVX2 PYCE_INL void tr8_ps(const __m256 *in, __m256 *out, const int nin,
  * or a partial group, is copied to a stack buffer first (no masked loads or
  * stores: vmaskmovps is microcoded on AMD). */
 PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
-                                           int64_t iend, const int C, double *lv)
+                                           int64_t iend, const int C, small_batch *b, int j)
 {
     enum { L = 8 };
     const int W = C <= 8 ? 8 : 16;        /* floats loaded and stored per row */
@@ -730,52 +743,39 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
     for (int k = 0; k < C; k++)
         _mm256_store_ps(eb + 8 * k, _mm256_sub_ps(V[k], m));
 #pragma omp simd simdlen(8)
-    for (int j = 0; j < 8 * C; j++)
-        eb[j] = pyce_expneg_f32(eb[j]);
+    for (int e = 0; e < 8 * C; e++)
+        eb[e] = pyce_expneg_f32(eb[e]);
     for (int k = 0; k < C; k++)
         E[k] = _mm256_load_ps(eb + 8 * k);
 
-    __m256d slo = _mm256_setzero_pd(), shi = _mm256_setzero_pd();
-    for (int k = 0; k < C; k++) {
-        slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(E[k])));
-        shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(E[k], 1)));
-    }
-
+    /* as the AVX-512 path: x_y and e_y by compare masks, so = the sum of the
+     * other classes' exps in float32, s = so + e_y, log(s) = log1p((e_y - 1)
+     * + so) for the batch, one division per row */
     const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
+    const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(yv, _mm256_set1_epi32(-1)));
     __m256 mk[16];
-    __m256 xy = _mm256_setzero_ps(), ey = _mm256_setzero_ps();
+    __m256 xy = _mm256_setzero_ps(), ey = _mm256_setzero_ps(), so = _mm256_setzero_ps();
     for (int k = 0; k < C; k++) {
         mk[k] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(yv, _mm256_set1_epi32(k)));
         xy = _mm256_blendv_ps(xy, V[k], mk[k]);
         ey = _mm256_blendv_ps(ey, E[k], mk[k]);
+        so = _mm256_add_ps(so, _mm256_andnot_ps(mk[k], E[k]));
     }
-
-    double sv[8], mv[8], xyv[8], eyv[8], lossv[8], pcd[8], fixd[8];
-    _mm256_storeu_pd(sv, slo);
-    _mm256_storeu_pd(sv + 4, shi);
-    _mm256_storeu_pd(mv, _mm256_cvtps_pd(_mm256_castps256_ps128(m)));
-    _mm256_storeu_pd(mv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
-    _mm256_storeu_pd(xyv, _mm256_cvtps_pd(_mm256_castps256_ps128(xy)));
-    _mm256_storeu_pd(xyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(xy, 1)));
-    _mm256_storeu_pd(eyv, _mm256_cvtps_pd(_mm256_castps256_ps128(ey)));
-    _mm256_storeu_pd(eyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(ey, 1)));
-#pragma omp simd
-    for (int r = 0; r < L; r++)
-        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+    const __m256 s = _mm256_add_ps(so, ey);
+    _mm256_store_ps(b->ls + j, pyce_log1p_f32x8(_mm256_add_ps(_mm256_sub_ps(ey, _mm256_set1_ps(1.0f)), so)));
+    _mm256_store_ps(b->xy + j, xy);
+    _mm256_store_ps(b->m + j, m);
+    _mm256_store_pd(b->w + j, _mm256_loadu_pd(p.w));
+    _mm256_store_pd(b->w + j + 4, _mm256_loadu_pd(p.w + 4));
+    _mm256_store_si256((__m256i *)(b->y + j), yv);
 
     if (grad0) {
-#pragma omp simd
-        for (int r = 0; r < L; r++)
-            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
-        const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(yv, _mm256_set1_epi32(-1)));
-        const __m256 pc = _mm256_insertf128_ps(
-            _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(pcd))),
-            _mm256_cvtpd_ps(_mm256_loadu_pd(pcd + 4)), 1);
-        const __m256 fix = _mm256_insertf128_ps(
-            _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(fixd))),
-            _mm256_cvtpd_ps(_mm256_loadu_pd(fixd + 4)), 1);
+        const __m256 gv = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(p.g))),
+                                               _mm256_cvtpd_ps(_mm256_loadu_pd(p.g + 4)), 1);
+        __m256 q, fix;
+        small_row_grad_coefs_f32x8(gv, s, so, live, &q, &fix);
         for (int k = 0; k < C; k++)
-            V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_mul_ps(E[k], pc), live), fix, mk[k]);
+            V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_mul_ps(E[k], q), live), fix, mk[k]);
         for (int k = C; k < 16; k++)
             V[k] = V[0];
         tr8_ps(V, R, C < 8 ? C : 8, L);
@@ -802,24 +802,22 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
             for (int r = 0; r < nrows; r++)
                 memcpy(grad0 + r * sg0, gb + 16 * r, (size_t)C * sizeof(float));
     }
-    float *loss_out = (float *)a->loss;
-    for (int r = 0; r < nrows; r++) {
-        if (loss_out)
-            loss_out[i0 + r] = (float)lossv[r];
-        lv[r] = lossv[r];
-    }
 }
 
+/* Rows [i0, i1), float32, AVX2: batches as f32_avx512 (groups of 8 rows; a
+ * group also needs the block's end row, see group_f32_avx2). */
 #define PYCE_SMALL_ROWS_END(NAME, GROUP, LANES, C)                                        \
     static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
     {                                                                                     \
         double total = 0.0;                                                               \
-        for (int64_t i = i0; i < i1; i += 16) {                                           \
-            double lv[16];                                                                \
-            const int n16 = i1 - i < 16 ? (int)(i1 - i) : 16;                             \
-            for (int j = 0; j < n16; j += LANES)                                          \
-                GROUP(a, i + j, n16 - j < LANES ? n16 - j : LANES, i1, C, lv + j);        \
-            total += small_sum_rows(lv, n16);                                             \
+        float *loss_out = (float *)a->loss;                                               \
+        small_batch b __attribute__((aligned(64)));                                       \
+        for (int64_t i = i0; i < i1; i += PYCE_SMALL_BATCH) {                             \
+            const int nb = i1 - i < PYCE_SMALL_BATCH ? (int)(i1 - i) : PYCE_SMALL_BATCH;  \
+            int j = 0;                                                                    \
+            for (; j < nb; j += 8)                                                        \
+                GROUP(a, i + j, nb - j < 8 ? nb - j : 8, i1, C, &b, j);                   \
+            PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, j, loss_out, total);                     \
         }                                                                                 \
         return total;                                                                     \
     }
@@ -842,9 +840,9 @@ static int have_avx2(void)
 
 #endif /* PYCE_SMALL_X86 */
 
-/* The AVX-512 exp and log1p of the float32 path (pyce_exp.h) on arrays, for
- * tests/loss/test_exp.py: return 0, touching nothing, on CPUs without
- * AVX-512 (or builds without the x86 paths). */
+/* The AVX-512 exp and log1p and the AVX2 log1p of the float32 path
+ * (pyce_exp.h) on arrays, for tests/loss/test_exp.py: return 0, touching
+ * nothing, on CPUs without the ISA (or builds without the x86 paths). */
 #if PYCE_SMALL_X86
 PYCE_TGT_AVX512 static void x16_array(const float *x, float *out, int64_t n, int log)
 {
@@ -854,7 +852,30 @@ PYCE_TGT_AVX512 static void x16_array(const float *x, float *out, int64_t n, int
         _mm512_mask_storeu_ps(out + i, k, log ? pyce_log1p_f32x16(v) : pyce_expneg_f32x16(v));
     }
 }
+
+PYCE_TGT_AVX2 static void x8_log1p_array(const float *x, float *out, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 8) {
+        float in[8] = {0}, res[8];
+        const int m = n - i >= 8 ? 8 : (int)(n - i);
+        memcpy(in, x + i, (size_t)m * sizeof(float));
+        _mm256_storeu_ps(res, pyce_log1p_f32x8(_mm256_loadu_ps(in)));
+        memcpy(out + i, res, (size_t)m * sizeof(float));
+    }
+}
 #endif
+
+int pyce_log1p_x8_array_f32(const float *x, float *out, int64_t n)
+{
+#if PYCE_SMALL_X86
+    if (have_avx2()) {
+        x8_log1p_array(x, out, n);
+        return 1;
+    }
+#endif
+    (void)x; (void)out; (void)n;
+    return 0;
+}
 
 int pyce_expneg_x16_array_f32(const float *x, float *out, int64_t n)
 {

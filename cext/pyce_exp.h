@@ -206,6 +206,32 @@ pyce_log1p_f32x16(__m512 t)
     const __m512 lf = _mm512_fmadd_ps(z, _mm512_mul_ps(z2, p), _mm512_add_ps(z, z));
     return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945309f), lf);
 }
+
+/* pyce_log1p_f32x16's method for 8 floats in AVX2 (no vgetmantps/vgetexpps:
+ * e and 2^e from the bits of the rounded 1 + t).  Same range, same error
+ * bound (tests/loss/test_exp.py, through pyce_log1p_x8_array_f32).  The
+ * caller's function must enable avx2 and fma. */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256
+pyce_log1p_f32x8(__m256 t)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256i ub = _mm256_castps_si256(_mm256_add_ps(one, t));
+    /* 1 + t = 2^e f, f in [0.75, 1.5): e is the exponent, plus 1 when the
+     * mantissa is >= 1.5 (its top fraction bit set) */
+    const __m256i e = _mm256_add_epi32(_mm256_sub_epi32(_mm256_srli_epi32(ub, 23), _mm256_set1_epi32(127)),
+                                       _mm256_srli_epi32(_mm256_and_si256(ub, _mm256_set1_epi32(0x400000)), 22));
+    const __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+    const __m256 z = _mm256_div_ps(_mm256_add_ps(t, _mm256_sub_ps(one, p2)),
+                                   _mm256_add_ps(t, _mm256_add_ps(one, p2)));
+    const __m256 z2 = _mm256_mul_ps(z, z);
+    __m256 p = _mm256_set1_ps(2.0f / 11.0f);
+    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.0f / 9.0f));
+    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.0f / 7.0f));
+    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.0f / 5.0f));
+    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.0f / 3.0f));
+    const __m256 lf = _mm256_fmadd_ps(z, _mm256_mul_ps(z2, p), _mm256_add_ps(z, z));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(e), _mm256_set1_ps(0.693147180559945309f), lf);
+}
 #endif
 
 #endif /* PYCE_EXP_H */

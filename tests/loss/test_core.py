@@ -288,7 +288,7 @@ def test_out_receives_the_gradient():
     assert g_f is out_f
     # a Fortran-ordered out= takes the general lanes path (row sums and log in
     # float64), a C-ordered one the few-class fast path (float32 sums and log on
-    # AVX-512): equal within the float32 bound, not bitwise
+    # AVX-512 or AVX2): equal within the float32 bound, not bitwise
     np.testing.assert_allclose(out_f, out, rtol=1e-5, atol=1e-12)
 
 

@@ -178,7 +178,7 @@ def test_strided_rows_out_and_in_place(c, dtype):
 @pytest.mark.parametrize("c", [1, 3, 8, 10, 11, 16])
 def test_agrees_with_the_lanes_path(c, dtype):
     # A Fortran-ordered out= (class axis strided) is left to the older general lanes
-    # path (ce_lanes), a C-ordered one takes the fast path. float32: the AVX-512 fast
+    # path (ce_lanes), a C-ordered one takes the fast path. float32: the fast
     # path sums a row's exps in float32 and takes log(s) in float32 (pyce_ce_small.c's
     # design note), so the two paths are no longer bitwise equal: both are checked
     # against the float64 reference at the README bound, and against each other at
