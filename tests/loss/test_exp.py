@@ -82,7 +82,8 @@ def _x16(name, x):
     return out
 
 
-def test_exp_x16_error_bound_and_equal_to_the_scalar_exp():
+def test_exp_x16_error_bound():
+    # its own polynomial (degree 5 in exp = 1 + r q(r)): the scalar exp's 2-ulp bound
     lo_bits = np.array(-87.3, np.float32).view(np.uint32)
     hi_bits = np.array(-0.0, np.float32).view(np.uint32)
     x = np.arange(hi_bits, lo_bits, 97, dtype=np.uint32).view(np.float32)
@@ -95,18 +96,12 @@ def test_exp_x16_error_bound_and_equal_to_the_scalar_exp():
     # below the smallest normal result exactly +0 (masked classes), NaN stays NaN
     assert np.all(got[(x < -87.3365402)] == 0) and np.isnan(got[np.isnan(x)]).all()
     assert got[-2] == 1 and got[-1] == 1
-    # the same method and contractions as the scalar exp (pyce_expneg_f32): equal to
-    # the kernels' exp where that is compiled for x86-64-v4 (GCC's AVX-512 clone)
-    scalar = _ce._elementwise("exp_f32", x)
-    if "x86-64-v4" in _simd_path():
-        assert np.array_equal(got, scalar, equal_nan=True)
-
-
-def _simd_path():
-    import ctypes
-    fn = ctypes.CDLL(_ce.__file__).pyce_simd_path
-    fn.restype = ctypes.c_char_p
-    return fn().decode()
+    # every float in [-1, 0] (where most probabilities of a trained model's rows lie)
+    lo1 = np.array(-1.0, np.float32).view(np.uint32)
+    x1 = np.arange(hi_bits, lo1 + 1, 1, dtype=np.uint32).view(np.float32)
+    err1 = ulp_error(_x16("pyce_expneg_x16_array_f32", x1), np.exp(x1.astype(np.float64)),
+                     np.float32)
+    assert err1.max() <= 2.0, f"max error {err1.max():.2f} ulp at x = {x1[err1.argmax()]!r}"
 
 
 @pytest.mark.parametrize("wrapper", ["pyce_log1p_x16_array_f32", "pyce_log1p_x8_array_f32"])
