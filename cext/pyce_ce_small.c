@@ -88,18 +88,21 @@
  *   rows a block as pyce_ce cuts 262144 rows, rdtsc minima, ticks of the
  *   TSC per element, float32, fused, 'mean'), before (the per-group form
  *   with double sums and three double divisions per row) and after:
- *     1024 x 10, 1 thread:            2.22 -> 1.69 (8.7 us -> 6.6 us)
- *     262144 x 10, 1 thread:          2.20 -> 1.70
- *     262144 x 10, 2 threads:         1.10 -> 0.85 (both scale ~2x in C)
- *     1024 x 10 forward only:         1.78 -> 1.37
- *   Where the 1.69 goes (ablations, +-0.05): exp 0.58 (FMA-pipe bound), the
- *   two transposes ~0.4, the per-class target masks, picks and masked sums
- *   ~0.2, log1p and the losses ~0.05, the rest (loads, stores, max, x - m,
- *   the gradient's multiply, target preparation) ~0.45.  Tried and not kept:
- *   a max tree and four partial sums (slower: 2.0), two groups interleaved
- *   (no gain), overlapping full-width loads/stores instead of masked ones
- *   (no gain).  The older lanes path (PYCE_SMALL_ISA=none) costs ~5.8.
- *   AVX2 float32 (PYCE_SMALL_ISA=avx2, same harness), 1024 x 10: 4.6 -> 3.2.
+ *     1024 x 10, 1 thread:            2.20 -> 1.60 (8.7 us -> 6.3 us)
+ *     262144 x 10, 1 thread:          2.21 -> 1.64
+ *     262144 x 10, 2 threads:         1.11 -> 0.83 (both scale ~2x in C)
+ *     1024 x 10 forward only:         1.84 -> 1.26
+ *   Where the 1.60 goes (ablations, +-0.05): exp 0.54 (FMA-pipe bound), the
+ *   transposes 0.15 + 0.14, the per-class target masks, picks and masked sums
+ *   0.17, log1p and the losses 0.04, the rest (loads, stores, max, x - m, the
+ *   gradient's multiply and division, target preparation, the batch's loss
+ *   step) ~0.55.  Tried and not kept: a max tree and four partial sums
+ *   (slower: 2.0), two groups interleaved (no gain), overlapping full-width
+ *   loads/stores instead of masked ones in the 16x16 form (no gain).  The
+ *   older lanes path (PYCE_SMALL_ISA=none) costs ~5.8.  The goal of ~1.0-1.2
+ *   (1.8 core cycles, the stand-alone prototype) is not reached: the exp's
+ *   FMA work alone is ~0.5, and the "rest" did not yield to the attempts above.
+ *   AVX2 float32 (PYCE_SMALL_ISA=avx2, same harness), 1024 x 10: 4.4 -> 3.1.
  *   float64 was not changed in this round (dominated by its degree-13 exp).
 
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
