@@ -104,7 +104,7 @@
  *   FMA work alone is ~0.5, and the "rest" did not yield to the attempts above.
  *   AVX2 float32 (PYCE_SMALL_ISA=avx2, same harness), 1024 x 10: 4.4 -> 3.1.
  *   float64 was not changed in this round (dominated by its degree-13 exp).
-
+ *
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
  * __builtin_cpu_supports at every call (a load and a test); other CPUs and
  * compilers return 0 and use the existing path.  Never -march=native.
