@@ -7,8 +7,10 @@
  * weight into the row weight (w = class_weight[y] * sample_weight[i], g =
  * grad_scale * grad_output[i] * w), so with sample weights their results can
  * differ from ce_lanes_plain's (which multiplies the sample weight last) by
- * rounding; without sample weights they are the same operations in the same
- * order (tests/loss/test_small_classes.py compares the paths bit for bit).
+ * rounding.  The float32 few-class paths (AVX-512 and AVX2) form the
+ * gradient coefficients in float32 from float32 row sums
+ * (small_row_grad_coefs_f32x16 / _f32x8 below), so its results differ from the lanes path by rounding
+ * (tests/loss/test_small_classes.py compares the paths at the README bound).
  */
 #ifndef PYCE_CE_RULES_H
 #define PYCE_CE_RULES_H
@@ -49,6 +51,31 @@ PYCE_ALWAYS_INLINE void small_row_grad_coefs(double g, double ey, double s, doub
     *pcd = g / s;
     *fix = g * (ey - s) / s;
 }
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#include <immintrin.h>
+/* The same coefficients for 16 rows in float32 (the AVX-512 float32 few-class
+ * path): with so = the row sum without the target term and s = so + e_y,
+ * q = g/s (one division per row) is p_k's factor and the target entry
+ * g (e_y - s)/s is -q so (no cancellation at p_y ~ 1).  Rows not computed
+ * (live bit 0) get q = 0 and fix = 0, whatever their logits were (a NaN in an
+ * ignored row reaches nothing).  The caller's function must enable avx512f. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+small_row_grad_coefs_f32x16(__m512 g, __m512 s, __m512 so, __mmask16 live, __m512 *q, __m512 *fix)
+{
+    *q = _mm512_maskz_div_ps(live, g, s);
+    *fix = _mm512_maskz_mul_ps(live, *q, _mm512_sub_ps(_mm512_setzero_ps(), so));
+}
+
+/* The same for 8 rows in AVX2: live is all-ones in the lanes of rows that are
+ * computed.  The caller's function must enable avx2. */
+static inline __attribute__((always_inline, target("avx2"))) void
+small_row_grad_coefs_f32x8(__m256 g, __m256 s, __m256 so, __m256 live, __m256 *q, __m256 *fix)
+{
+    *q = _mm256_and_ps(live, _mm256_div_ps(g, s));
+    *fix = _mm256_and_ps(live, _mm256_mul_ps(*q, _mm256_sub_ps(_mm256_setzero_ps(), so)));
+}
+#endif
 
 /* The losses of up to 16 consecutive rows summed in row order from 0, the
  * partial sum the lanes paths add to their block's total (so a block's total

@@ -16,21 +16,43 @@
  * float64 on AVX2-only CPUs, and every CPU without AVX2 or compiler without
  * GCC/clang target attributes.
  *
- * How (AVX-512, float32; float64 is the same with 8 rows and 8x8 blocks):
- *   1. 16 rows are loaded one per register (masked loads of the row's C
- *      floats; the other lanes become classes >= C, never used),
- *   2. a 16x16 transpose (unpcklps, unpcklpd, two vshuff32x4 stages, only the
- *      outputs that are classes) gives one register per class, lane r = row r,
- *   3. max across the C registers, x - m, the kernels' own exp
- *      (pyce_expneg_f32, pyce_exp.h) on C*16 lanes, row sums in double class
- *      by class, log in double (pyce_log_f64),
- *   4. x_y and e_y picked by compare masks (lane r: class == y_r), the loss and
- *      the gradient coefficients of all 16 rows in double (pyce_ce_rules.h),
- *   5. gradient = e * g/s (rows not computed: 0), the target lanes replaced by
- *      g (e_y - s)/s, the transpose back, masked stores of C floats per row.
+ * How (AVX-512, float32):
+ *   1-2. one register per class, lane r = row r.  A dense group (16 whole
+ *      rows C floats apart, 8 < C <= 16: the common (N, 10) call) loads
+ *      [row r | row r+8] 8 classes at a time (a 256-bit load and a masked
+ *      256-bit merge) and transposes with two 8x8 transposes side by side
+ *      (tr8x2_ps: unpcklps/unpckhps, shufps, vpermt2ps; 34 shuffles for
+ *      C = 10).  Other groups (C <= 8, strided rows, the tail) load one row
+ *      per register (masked loads of C floats) and use a 16x16 transpose
+ *      (unpcklps, unpcklpd, two vshuff32x4 stages, only the outputs that are
+ *      classes; 58 shuffles for C = 10),
+ *   3. max across the C registers, d = x - m, exp(d) with pyce_expneg_f32x16
+ *      (pyce_exp.h: the kernels' range reduction, its own degree-5 q in
+ *      1 + r q(r), 2^n applied by vscalefps; <= 1.02 ulp measured),
+ *   4. per class a compare mask (lane r: class == y_r) picks x_y and e_y, and
+ *      so = the sum of the other classes' exps, in float32, class by class;
+ *      s = so + e_y,
+ *   5. gradient: ONE division per row, q = g/s; p_k = q e_k, the target entry
+ *      g (e_y - s)/s = -q so (no cancellation at p_y ~ 1); rows not computed
+ *      are 0; the transpose back (dense groups: tr8x2_back_ps and 256-bit
+ *      stores in row order, each reaching into the next row, which is stored
+ *      after it; the group's last store masked), else masked stores of C
+ *      floats per row,
+ *   6. log(s) = log1p((e_y - 1) + so) in float32 (pyce_log1p_f32x16), kept
+ *      with x_y, m, w and y for the batch: after the groups of a batch of 64
+ *      rows, the losses w log(s) - w (x_y - m) in double (small_row_loss;
+ *      x_y - m in double, as it can overflow float), 16-row partial
+ *      sums in row order.  Batching takes the log's latency off each group's
+ *      critical path.
  *   All rows of a group are loaded before any store, and a store writes only
  *   its row's C entries, so overwrite_input (gradient in place) is safe.
- *
+ *   float32 AVX2: the same steps with 8 rows per group (8x8 transposes of
+ *   unpcklps, shufps, vperm2f128; compare vectors and blendv instead of
+ *   masks; the kernels' scalar exp pyce_expneg_f32 through a stack buffer;
+ *   pyce_log1p_f32x8).
+ *   float64 (AVX-512, 8 rows, 8x8 blocks) keeps the older per-group form: row
+ *   sums, log and gradient coefficients in double.
+
  * Vendor-specific choices, and why:
  *   - No gathers or scatters (the old lanes path compiled its transposes to
  *     them): microcoded on AMD Zen (vgatherdps zmm ~15 and vscatterdps ~20+
@@ -42,41 +64,71 @@
  *     and every partial group, goes through a stack buffer instead.  Costs
  *     Intel a few copies per block, saves AMD far more.
  *   - AVX-512 masked loads and stores (vmovups zmm{k}) are single
- *     instructions on Zen 4 and on Intel, so the AVX-512 code needs no
- *     overlapping accesses and no tail special case.
+ *     instructions on Zen 4 and on Intel, so the AVX-512 code needs no tail
+ *     special case.  But on Zen 4 a zmm store masked to its upper half
+ *     (writing row r+8 from [row r | row r+8]) made the dense group ~5%
+ *     slower than vextractf32x8 + a 256-bit store: dense groups store ymm.
+ *   - vpermt2ps (the last stage of tr8x2_ps) is one uop on Zen 4 and on
+ *     Intel Ice Lake and later (3-cycle latency); on Skylake-SP too.  It needs
+ *     its index vectors in registers (two constants).
+ *   - exp: 2^n applied by vscalefps (AVX-512F, one uop on Zen 4 and Intel)
+ *     instead of exponent-bit arithmetic (shift, add, multiply), and a
+ *     polynomial of 6 FMAs instead of 8 operations: fewer operations on the
+ *     FMA pipes, which bound the exp on Zen 4 (a zmm FMA occupies both 256-bit
+ *     FMA units: one per cycle; the scalar method's exp alone measured 0.58
+ *     TSC ticks per element, ~0.8 core cycles; the degree-5 q saved ~5% of
+ *     the whole group).
  *   - 512-bit registers on every AVX-512 CPU.  Zen 4 runs a zmm operation as
  *     two 256-bit halves, so zmm buys no arithmetic throughput there; it halves
  *     the instructions and the per-row work per element (16 rows per group
  *     instead of 8).  Older Intel server parts (Skylake-SP, Cascade Lake)
  *     lower their clock under heavy zmm use; not measured here.
- *   Measured on this AMD EPYC (Zen 4, 2 cores, shared with up to 6 other
- *   builds: busy-machine medians of one process per path, PYCE_SMALL_ISA
- *   selecting it; the lead re-measures on a quiet machine), fused with out=,
- *   1 thread, against np.copyto in the same process:
- *     float32 1024 x 10:   AVX-512 9.6-14 us (7.5x copy), AVX2 21 us (16x),
- *                          old lanes path 26-34 us (18-20x)
- *     float32 262144 x 10: AVX-512 7.4 ms (7.7x), AVX2 16.7 ms, old 20.3 ms
- *     float64 1024 x 10:   AVX-512 17.8 us, old 22.8 us (the double exp,
- *                          degree 13, is most of the time in both)
- *   In a C harness (no Python, rdtsc minima, 1024 x 10 float32) the AVX-512
- *   group costs ~2.1 TSC ticks per element against 5.8 for the old lanes
- *   path: exp ~0.55, the two transposes ~0.42, the per-row double work
- *   (log, divisions, loss) ~0.4 of it (ablations).
+ *   Measured on this AMD EPYC (Zen 4, 2 cores; TSC 2.6 GHz, core ~3.6 GHz;
+ *   busy machine, other builds running) in a C harness (the kernel alone, 1024
+ *   rows a block as pyce_ce cuts 262144 rows, rdtsc minima, ticks of the
+ *   TSC per element, float32, fused, 'mean'), before (the per-group form
+ *   with double sums and three double divisions per row) and after:
+ *     1024 x 10, 1 thread:            2.20 -> 1.60 (8.7 us -> 6.3 us)
+ *     262144 x 10, 1 thread:          2.21 -> 1.64
+ *     262144 x 10, 2 threads:         1.11 -> 0.83 (both scale ~2x in C)
+ *     1024 x 10 forward only:         1.84 -> 1.26
+ *   Where the 1.60 goes (ablations, +-0.05): exp 0.54 (FMA-pipe bound), the
+ *   transposes 0.15 + 0.14, the per-class target masks, picks and masked sums
+ *   0.17, log1p and the losses 0.04, the rest (loads, stores, max, x - m, the
+ *   gradient's multiply and division, target preparation, the batch's loss
+ *   step) ~0.55.  Tried and not kept: a max tree and four partial sums
+ *   (slower: 2.0), two groups interleaved (no gain), overlapping full-width
+ *   loads/stores instead of masked ones in the 16x16 form (no gain).  The
+ *   older lanes path (PYCE_SMALL_ISA=none) costs ~5.8.  The goal of ~1.0-1.2
+ *   (1.8 core cycles, the stand-alone prototype) is not reached: the exp's
+ *   FMA work alone is ~0.5, and the "rest" did not yield to the attempts above.
+ *   AVX2 float32 (PYCE_SMALL_ISA=avx2, same harness), 1024 x 10: 4.4 -> 3.1.
+ *   float64 was not changed in this round (dominated by its degree-13 exp).
  *
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
  * __builtin_cpu_supports at every call (a load and a test); other CPUs and
  * compilers return 0 and use the existing path.  Never -march=native.
  * PYCE_SMALL_ISA=avx512|avx2|none caps the choice (tests, A/B benchmarks).
  *
- * Numerics: the same per-element operations, in the same order, as
- * ce_lanes_plain (exp in T; row sums in double, class by class; log, loss
- * and gradient coefficients in double; the target entry g (e_y - s)/s; the
- * losses of 16 rows summed in row order then added to the block's total),
- * so results match the lanes path bit for bit wherever both compile the exp
- * alike (same x86-64 level), e.g. a C-ordered against a Fortran-ordered
- * out=.  The precision bound holds unchanged, and results are bitwise
- * identical for every n_threads (blocks are cut by the caller independently
- * of threads).
+ * Numerics.  float32 (AVX-512 and AVX2): the exp is within 2 ulp (AVX2: the
+ * kernels' pyce_expneg_f32; AVX-512: pyce_expneg_f32x16, measured 1.02 ulp,
+ * so the two ISAs' results differ by rounding); the row sum s is summed in
+ * float32 over C <= 16 terms each <= 1 (relative error <= (C-1) 2^-24 ~ 9e-7,
+ * typically far less), log(s) in float32 within 2 ulp (as log1p of s - 1
+ * formed without cancellation, so a confident row's small loss stays
+ * relatively accurate), one rounding for q = g/s and one for each p_k = q e_k:
+ * a gradient entry is within ~1.5e-6 relative of the exact value, a row loss
+ * within ~1e-6 of its scale w; the losses and their sums are in double.  The
+ * README bound (float32 rtol 1e-5 against a float64 reference) holds with a
+ * ~7x margin in the worst case.  The results are no longer bitwise equal to
+ * the lanes path (which sums and takes the log in double):
+ * tests/loss/test_small_classes.py checks both against the float64 reference
+ * at the README bound and against each other at rtol 1e-5.  float64 keeps
+ * ce_lanes_plain's operations in the same order (row sums in double, g/s and
+ * g (e_y - s)/s divided), bit for bit the lanes path where both compile the
+ * exp alike.  Results are bitwise identical for every n_threads
+ * (blocks are cut by the caller independently of threads; batches and groups
+ * within a block are fixed).
  */
 #include "pyce_ce_small.h"
 #include "pyce_exp.h"
@@ -93,9 +145,12 @@
 #define PYCE_SMALL_X86 0
 #endif
 
-/* small_row_weights, small_row_loss, small_row_grad_coefs, small_grad_in_range:
- * the per-row rules of the plain class-target case (shared with pyce_ce_online.c). */
+/* small_row_weights, small_row_loss, small_row_grad_coefs(_f32x16),
+ * small_grad_in_range: the per-row rules of the plain class-target case (shared with pyce_ce_online.c). */
 #include "pyce_ce_rules.h"
+
+/* Rows per batch of the AVX-512 float32 path: its groups, then its losses. */
+#define PYCE_SMALL_BATCH 64
 
 typedef struct {
     int32_t y[16];   /* target class, -1 for a row not computed (ignored or past the range) */
@@ -206,10 +261,92 @@ PYCE_TGT_AVX512 PYCE_INL void small_prep_plain16(const pyce_ce_args *a, int64_t 
     p->live = live;
 }
 
+/* The per-row values a group leaves for the loss step of its batch
+ * (f32_avx512_rows): log(s), x_y and m (x_y - m is formed in double: in float
+ * it can overflow, e.g. FLT_MAX - -FLT_MAX), the row weight w and y (-1: not
+ * computed). */
+typedef struct {
+    float ls[PYCE_SMALL_BATCH], xy[PYCE_SMALL_BATCH], m[PYCE_SMALL_BATCH];
+    double w[PYCE_SMALL_BATCH];
+    int32_t y[PYCE_SMALL_BATCH];
+} small_batch;
+
+/* Dense groups (16 whole rows, C consecutive floats apart, 8 < C <= 16): the
+ * classes 0-7 and 8-15 of a row are transposed apart, each as two 8x8
+ * transposes side by side in the two 256-bit halves of a register:
+ * Z[r] = [row r, classes h..h+7 | row r+8, classes h..h+7] (two 256-bit
+ * loads, the second merged by mask), then unpcklps/unpckhps, shufps within
+ * 128-bit blocks and one vpermt2ps per output (1 uop on Zen 4 and on Intel
+ * Ice Lake and later): 24 shuffles for 8 classes instead of 58 for the 16x16
+ * transpose, fewer when only some outputs are needed (10 for 2 classes).
+ * out[k] lane r = row r, class h + k, for k < nout. */
+PYCE_TGT_AVX512 PYCE_INL void tr8x2_ps(const __m512 *Z, __m512 *out, const int nout)
+{
+    const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i i1 = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    const int need01 = nout > 0, need23 = nout > 2;   /* classes {0,1,4,5}, {2,3,6,7} */
+    __m512 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = need01 ? _mm512_unpacklo_ps(Z[2 * i], Z[2 * i + 1]) : Z[0];
+        t[2 * i + 1] = need23 ? _mm512_unpackhi_ps(Z[2 * i], Z[2 * i + 1]) : Z[0];
+    }
+    /* u[4h + j]: blocks [class j | class j+4] of rows 4h..4h+3 (low half) and
+     * rows 4h+8.. (high half) */
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 4; j++) {
+            if (j >= nout) {
+                u[4 * h + j] = Z[0];
+                continue;
+            }
+            const __m512 a = t[4 * h + (j >> 1)], b = t[4 * h + 2 + (j >> 1)];
+            u[4 * h + j] = (j & 1) ? _mm512_shuffle_ps(a, b, 0xee) : _mm512_shuffle_ps(a, b, 0x44);
+        }
+    for (int j = 0; j < 4 && j < nout; j++) {
+        out[j] = _mm512_permutex2var_ps(u[j], i0, u[4 + j]);
+        if (j + 4 < nout)
+            out[j + 4] = _mm512_permutex2var_ps(u[j], i1, u[4 + j]);
+    }
+}
+
+/* The inverse of tr8x2_ps: in[k] lane r = row r, class h + k for k < nin
+ * (the others do not matter) into Z[r] = [row r | row r+8], classes h..h+7. */
+PYCE_TGT_AVX512 PYCE_INL void tr8x2_back_ps(const __m512 *in, __m512 *Z, const int nin)
+{
+    const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i i1 = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    __m512 u[8], t[8];
+    for (int j = 0; j < 4; j++) {
+        if (j >= nin) {
+            u[j] = u[4 + j] = in[0];
+            continue;
+        }
+        const __m512 b = j + 4 < nin ? in[j + 4] : in[j];
+        u[j] = _mm512_permutex2var_ps(in[j], i0, b);
+        u[4 + j] = _mm512_permutex2var_ps(in[j], i1, b);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 2; i++) {
+            if (2 * i >= nin) {
+                t[4 * h + 2 * i] = t[4 * h + 2 * i + 1] = in[0];
+                continue;
+            }
+            const __m512 a = u[4 * h + 2 * i], b = u[4 * h + 2 * i + 1];
+            t[4 * h + 2 * i] = _mm512_unpacklo_ps(a, b);
+            t[4 * h + 2 * i + 1] = _mm512_unpackhi_ps(a, b);
+        }
+    for (int h = 0; h < 2; h++) {
+        Z[4 * h] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        Z[4 * h + 1] = _mm512_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+        Z[4 * h + 2] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        Z[4 * h + 3] = _mm512_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+    }
+}
+
 /* Rows i0 .. i0+nrows-1 (nrows <= 16; full: nrows == 16, a constant) with C
- * classes; returns their loss sum. */
+ * classes: the gradient, and lanes j .. j+15 of the batch b. */
 PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
-                                               const int C, const int full, double *lv)
+                                               const int C, const int full, small_batch *b,
+                                               int j)
 {
     enum { L = 16 };
     const int64_t sx = a->x_sn;
@@ -217,85 +354,152 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
     float *grad = a->grad ? (float *)a->grad + i0 * a->g_sn : NULL;
     const __mmask16 cm = (__mmask16)((1u << C) - 1u);
     const int64_t sg = a->g_sn;
+    const int plain = !a->class_weight && !a->sample_weight && !a->grad_output;
     small_rows p;
     if (full)
         nrows = L;
-    if (full && !a->class_weight && !a->sample_weight && !a->grad_output)
+    if (full && plain)
         small_prep_plain16(a, i0, &p);
     else
         small_prep(a, i0, nrows, L, &p);
 
     __m512 R[16], V[16], E[16];
-    for (int r = 0; r < L; r++)
-        R[r] = _mm512_maskz_loadu_ps(r < nrows ? cm : 0, x + (r < nrows ? r : 0) * sx);
-    tr16_ps(R, V, L, C);
+    /* dense: 16 whole rows C floats apart, C > 8 (see tr8x2_ps); each
+     * 256-bit access of classes 8-15 reaches into the next row, except the
+     * last row's, which is masked */
+    const int dense = full && C > 8 && sx == C && (!grad || a->g_sn == C);
+    if (dense) {
+        const __mmask16 hi = 0xff00, hi_last = (__mmask16)(((1u << (C - 8)) - 1u) << 8);
+        for (int h = 0; h < 2; h++) {
+            for (int r = 0; r < 8; r++) {
+                const float *lo = x + r * C + 8 * h, *up = x + (r + 8) * C + 8 * h - 8;
+                R[8 * h + r] = _mm512_mask_loadu_ps(_mm512_castps256_ps512(_mm256_loadu_ps(lo)),
+                                                    h == 1 && r == 7 ? hi_last : hi, up);
+            }
+        }
+        tr8x2_ps(R, V, 8);
+        tr8x2_ps(R + 8, V + 8, C - 8);
+    } else {
+        for (int r = 0; r < L; r++)
+            R[r] = _mm512_maskz_loadu_ps(r < nrows ? cm : 0, x + (r < nrows ? r : 0) * sx);
+        tr16_ps(R, V, L, C);
+    }
 
     __m512 m = V[0];
     for (int k = 1; k < C; k++)
         m = _mm512_max_ps(V[k], m);   /* V[k] > m ? V[k] : m, as lanes_load_max */
-    float eb[16 * 16] __attribute__((aligned(64)));
-    for (int k = 0; k < C; k++)
-        _mm512_store_ps(eb + 16 * k, _mm512_sub_ps(V[k], m));
-#pragma omp simd simdlen(16)
-    for (int j = 0; j < 16 * C; j++)
-        eb[j] = pyce_expneg_f32(eb[j]);
-    for (int k = 0; k < C; k++)
-        E[k] = _mm512_load_ps(eb + 16 * k);
 
-    /* row sums in double, class by class (as lanes_expsum) */
-    __m512d slo = _mm512_setzero_pd(), shi = _mm512_setzero_pd();
-    for (int k = 0; k < C; k++) {
-        slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(E[k])));
-        shi = _mm512_add_pd(shi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(E[k], 1)));
-    }
-
-    /* target lanes: x_y and e_y */
+    /* exp(x - m); the target lanes' x_y and e_y picked by compare masks;
+     * so = the row sum without the target term, in float, class by class */
     const __m512i yv = _mm512_loadu_si512((const void *)p.y);
-    __mmask16 mk[16];
-    __m512 xy = _mm512_setzero_ps(), ey = _mm512_setzero_ps();
+    const __mmask16 live = (__mmask16)p.live;
+    __mmask16 nt[16];   /* lane r: row r computed and k != y_r */
+    __m512 xy = _mm512_setzero_ps(), ey = _mm512_setzero_ps(), so = _mm512_setzero_ps();
     for (int k = 0; k < C; k++) {
-        mk[k] = _mm512_cmpeq_epi32_mask(yv, _mm512_set1_epi32(k));
-        xy = _mm512_mask_mov_ps(xy, mk[k], V[k]);
-        ey = _mm512_mask_mov_ps(ey, mk[k], E[k]);
+        const __m512 dk = _mm512_sub_ps(V[k], m);
+        E[k] = pyce_expneg_f32x16(dk);
+        const __mmask16 is_y = _mm512_cmpeq_epi32_mask(yv, _mm512_set1_epi32(k));
+        nt[k] = _mm512_mask_cmpneq_epi32_mask(live, yv, _mm512_set1_epi32(k));
+        xy = _mm512_mask_mov_ps(xy, is_y, V[k]);
+        ey = _mm512_mask_mov_ps(ey, is_y, E[k]);
+        so = _mm512_mask_add_ps(so, nt[k], so, E[k]);
     }
+    const __m512 s = _mm512_add_ps(so, ey);
 
-    double sv[16], mv[16], xyv[16], eyv[16], lossv[16], pcd[16], fixd[16];
-    _mm512_storeu_pd(sv, slo);
-    _mm512_storeu_pd(sv + 8, shi);
-    _mm512_storeu_pd(mv, _mm512_cvtps_pd(_mm512_castps512_ps256(m)));
-    _mm512_storeu_pd(mv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(m, 1)));
-    _mm512_storeu_pd(xyv, _mm512_cvtps_pd(_mm512_castps512_ps256(xy)));
-    _mm512_storeu_pd(xyv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(xy, 1)));
-    _mm512_storeu_pd(eyv, _mm512_cvtps_pd(_mm512_castps512_ps256(ey)));
-    _mm512_storeu_pd(eyv + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(ey, 1)));
-#pragma omp simd
-    for (int r = 0; r < L; r++)
-        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+    /* the loss rows are formed by the batch (their log's latency overlaps) */
+    /* log(s) = log1p((e_y - 1) + so): e_y - 1 is exact, and 0 when y is the
+     * row's maximum, so a confident row's loss log1p(so) keeps its relative
+     * accuracy */
+    _mm512_store_ps(b->ls + j, pyce_log1p_f32x16(_mm512_add_ps(_mm512_sub_ps(ey, _mm512_set1_ps(1.0f)), so)));
+    _mm512_store_ps(b->xy + j, xy);
+    _mm512_store_ps(b->m + j, m);
+    _mm512_store_pd(b->w + j, _mm512_loadu_pd(p.w));
+    _mm512_store_pd(b->w + j + 8, _mm512_loadu_pd(p.w + 8));
+    _mm512_store_si512((void *)(b->y + j), yv);
 
     if (grad) {
-#pragma omp simd
-        for (int r = 0; r < L; r++)
-            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
-        const __mmask16 live = (__mmask16)p.live;
-        const __m512 pc = _mm512_insertf32x8(
-            _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(pcd))),
-            _mm512_cvtpd_ps(_mm512_loadu_pd(pcd + 8)), 1);
-        const __m512 fix = _mm512_insertf32x8(
-            _mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(fixd))),
-            _mm512_cvtpd_ps(_mm512_loadu_pd(fixd + 8)), 1);
+        /* one division per row: q = g/s; p_k = q e_k; the target entry
+         * g (e_y - s)/s = -q so (no cancellation at p_y ~ 1) */
+        __m512 gv;
+        if (full && plain)
+            gv = _mm512_set1_ps((float)a->grad_scale);
+        else
+            gv = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(p.g))),
+                                    _mm512_cvtpd_ps(_mm512_loadu_pd(p.g + 8)), 1);
+        __m512 q, fix;
+        small_row_grad_coefs_f32x16(gv, s, so, live, &q, &fix);
         for (int k = 0; k < C; k++)
-            V[k] = _mm512_mask_mov_ps(_mm512_maskz_mul_ps(live, E[k], pc), mk[k], fix);
-        tr16_ps(V, R, C, L);
-        for (int r = 0; r < L; r++)
-            _mm512_mask_storeu_ps(grad + (r < nrows ? r : 0) * sg, r < nrows ? cm : 0, R[r]);
-    }
-    float *loss_out = (float *)a->loss;
-    for (int r = 0; r < nrows; r++) {
-        if (loss_out)
-            loss_out[i0 + r] = (float)lossv[r];
-        lv[r] = lossv[r];
+            V[k] = _mm512_mask_mul_ps(fix, nt[k], E[k], q);
+        if (dense) {
+            tr8x2_back_ps(V, R, 8);
+            tr8x2_back_ps(V + 8, R + 8, C - 8);
+            /* in row order: a row's classes 8-15 store reaches into the next
+             * row, whose own stores come after it; the last one is masked */
+            const unsigned lo_last = (1u << (C - 8)) - 1u;
+            for (int r = 0; r < 16; r++) {
+                const int q = r & 7, up = r >> 3;
+                float *g = grad + r * C;
+                if (!up) {
+                    _mm256_storeu_ps(g, _mm512_castps512_ps256(R[q]));
+                    _mm256_storeu_ps(g + 8, _mm512_castps512_ps256(R[8 + q]));
+                } else {
+                    _mm256_storeu_ps(g, _mm512_extractf32x8_ps(R[q], 1));
+                    if (r == 15)
+                        _mm256_mask_storeu_ps(g + 8, (__mmask8)lo_last, _mm512_extractf32x8_ps(R[8 + q], 1));
+                    else
+                        _mm256_storeu_ps(g + 8, _mm512_extractf32x8_ps(R[8 + q], 1));
+                }
+            }
+        } else {
+            tr16_ps(V, R, C, L);
+            for (int r = 0; r < L; r++)
+                _mm512_mask_storeu_ps(grad + (r < nrows ? r : 0) * sg, r < nrows ? cm : 0, R[r]);
+        }
     }
 }
+
+/* The loss step of a batch of nb rows starting at row i (lanes 0 .. nl-1
+ * filled by its groups): losses w log(s) - w (x_y - m) in double
+ * (small_row_loss), stored when asked, summed 16 rows at a time from 0 and
+ * added to total in row order. */
+#define PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, nl, loss_out, total)                        \
+    do {                                                                                  \
+        double lossv[PYCE_SMALL_BATCH] __attribute__((aligned(64)));                      \
+        _Pragma("omp simd")                                                               \
+        for (int r = 0; r < (nl); r++)                                                    \
+            lossv[r] = small_row_loss((b).y[r] >= 0, (b).w[r], (double)(b).ls[r],         \
+                                      (double)(b).xy[r] - (double)(b).m[r]);              \
+        if (loss_out)                                                                     \
+            for (int r = 0; r < (nb); r++)                                                \
+                (loss_out)[(i) + r] = (float)lossv[r];                                    \
+        for (int r = 0; r < (nb); r += 16)                                                \
+            (total) += small_sum_rows(lossv + r, (nb) - r < 16 ? (nb) - r : 16);          \
+    } while (0)
+
+/* Rows [i0, i1) of C classes, float32, AVX-512: batches of up to
+ * PYCE_SMALL_BATCH rows; a batch's groups first (gradient, s, x_y - m), then
+ * its losses w log(s) - w (x_y - m) in double (small_row_loss), summed 16 rows
+ * at a time from 0 and added to the total in row order. */
+#define PYCE_SMALL_ROWS_F32_AVX512(NAME, GROUP, LANES, C)                                 \
+    static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
+    {                                                                                     \
+        double total = 0.0;                                                               \
+        float *loss_out = (float *)a->loss;                                               \
+        small_batch b __attribute__((aligned(64)));                                       \
+        for (int64_t i = i0; i < i1; i += PYCE_SMALL_BATCH) {                             \
+            const int nb = i1 - i < PYCE_SMALL_BATCH ? (int)(i1 - i) : PYCE_SMALL_BATCH;  \
+            int j = 0;                                                                    \
+            for (; j + 16 <= nb; j += 16)                                                 \
+                GROUP(a, i + j, 16, C, 1, &b, j);                                         \
+            if (j < nb) {                                                                 \
+                GROUP(a, i + j, nb - j, C, 0, &b, j);                                     \
+                j += 16;                                                                  \
+            }                                                                             \
+            PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, j, loss_out, total);                     \
+        }                                                                                 \
+        return total;                                                                     \
+    }
+
 
 /* Rows [i0, i1) of C classes: groups of LANES rows, their losses summed 16
  * rows at a time from 0 and then added to the total, as the lanes paths do. */
@@ -331,7 +535,7 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
         NAME##_c7, NAME##_c8, NAME##_c9, NAME##_c10, NAME##_c11, NAME##_c12, NAME##_c13, \
         NAME##_c14, NAME##_c15, NAME##_c16};
 
-PYCE_SMALL_ALL_C(f32_avx512, group_f32_avx512, 16, PYCE_TGT_AVX512, PYCE_SMALL_ROWS)
+PYCE_SMALL_ALL_C(f32_avx512, group_f32_avx512, 16, PYCE_TGT_AVX512, PYCE_SMALL_ROWS_F32_AVX512)
 
 /* ============================ AVX-512, float64 ============================ */
 
@@ -508,7 +712,7 @@ PYCE_TGT_AVX2 PYCE_INL void tr8_ps(const __m256 *in, __m256 *out, const int nin,
  * or a partial group, is copied to a stack buffer first (no masked loads or
  * stores: vmaskmovps is microcoded on AMD). */
 PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
-                                           int64_t iend, const int C, double *lv)
+                                           int64_t iend, const int C, small_batch *b, int j)
 {
     enum { L = 8 };
     const int W = C <= 8 ? 8 : 16;        /* floats loaded and stored per row */
@@ -546,52 +750,39 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
     for (int k = 0; k < C; k++)
         _mm256_store_ps(eb + 8 * k, _mm256_sub_ps(V[k], m));
 #pragma omp simd simdlen(8)
-    for (int j = 0; j < 8 * C; j++)
-        eb[j] = pyce_expneg_f32(eb[j]);
+    for (int e = 0; e < 8 * C; e++)
+        eb[e] = pyce_expneg_f32(eb[e]);
     for (int k = 0; k < C; k++)
         E[k] = _mm256_load_ps(eb + 8 * k);
 
-    __m256d slo = _mm256_setzero_pd(), shi = _mm256_setzero_pd();
-    for (int k = 0; k < C; k++) {
-        slo = _mm256_add_pd(slo, _mm256_cvtps_pd(_mm256_castps256_ps128(E[k])));
-        shi = _mm256_add_pd(shi, _mm256_cvtps_pd(_mm256_extractf128_ps(E[k], 1)));
-    }
-
+    /* as the AVX-512 path: x_y and e_y by compare masks, so = the sum of the
+     * other classes' exps in float32, s = so + e_y, log(s) = log1p((e_y - 1)
+     * + so) for the batch, one division per row */
     const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
+    const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(yv, _mm256_set1_epi32(-1)));
     __m256 mk[16];
-    __m256 xy = _mm256_setzero_ps(), ey = _mm256_setzero_ps();
+    __m256 xy = _mm256_setzero_ps(), ey = _mm256_setzero_ps(), so = _mm256_setzero_ps();
     for (int k = 0; k < C; k++) {
         mk[k] = _mm256_castsi256_ps(_mm256_cmpeq_epi32(yv, _mm256_set1_epi32(k)));
         xy = _mm256_blendv_ps(xy, V[k], mk[k]);
         ey = _mm256_blendv_ps(ey, E[k], mk[k]);
+        so = _mm256_add_ps(so, _mm256_andnot_ps(mk[k], E[k]));
     }
-
-    double sv[8], mv[8], xyv[8], eyv[8], lossv[8], pcd[8], fixd[8];
-    _mm256_storeu_pd(sv, slo);
-    _mm256_storeu_pd(sv + 4, shi);
-    _mm256_storeu_pd(mv, _mm256_cvtps_pd(_mm256_castps256_ps128(m)));
-    _mm256_storeu_pd(mv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
-    _mm256_storeu_pd(xyv, _mm256_cvtps_pd(_mm256_castps256_ps128(xy)));
-    _mm256_storeu_pd(xyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(xy, 1)));
-    _mm256_storeu_pd(eyv, _mm256_cvtps_pd(_mm256_castps256_ps128(ey)));
-    _mm256_storeu_pd(eyv + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(ey, 1)));
-#pragma omp simd
-    for (int r = 0; r < L; r++)
-        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+    const __m256 s = _mm256_add_ps(so, ey);
+    _mm256_store_ps(b->ls + j, pyce_log1p_f32x8(_mm256_add_ps(_mm256_sub_ps(ey, _mm256_set1_ps(1.0f)), so)));
+    _mm256_store_ps(b->xy + j, xy);
+    _mm256_store_ps(b->m + j, m);
+    _mm256_store_pd(b->w + j, _mm256_loadu_pd(p.w));
+    _mm256_store_pd(b->w + j + 4, _mm256_loadu_pd(p.w + 4));
+    _mm256_store_si256((__m256i *)(b->y + j), yv);
 
     if (grad0) {
-#pragma omp simd
-        for (int r = 0; r < L; r++)
-            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
-        const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(yv, _mm256_set1_epi32(-1)));
-        const __m256 pc = _mm256_insertf128_ps(
-            _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(pcd))),
-            _mm256_cvtpd_ps(_mm256_loadu_pd(pcd + 4)), 1);
-        const __m256 fix = _mm256_insertf128_ps(
-            _mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(fixd))),
-            _mm256_cvtpd_ps(_mm256_loadu_pd(fixd + 4)), 1);
+        const __m256 gv = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(p.g))),
+                                               _mm256_cvtpd_ps(_mm256_loadu_pd(p.g + 4)), 1);
+        __m256 q, fix;
+        small_row_grad_coefs_f32x8(gv, s, so, live, &q, &fix);
         for (int k = 0; k < C; k++)
-            V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_mul_ps(E[k], pc), live), fix, mk[k]);
+            V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_mul_ps(E[k], q), live), fix, mk[k]);
         for (int k = C; k < 16; k++)
             V[k] = V[0];
         tr8_ps(V, R, C < 8 ? C : 8, L);
@@ -618,24 +809,22 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
             for (int r = 0; r < nrows; r++)
                 memcpy(grad0 + r * sg0, gb + 16 * r, (size_t)C * sizeof(float));
     }
-    float *loss_out = (float *)a->loss;
-    for (int r = 0; r < nrows; r++) {
-        if (loss_out)
-            loss_out[i0 + r] = (float)lossv[r];
-        lv[r] = lossv[r];
-    }
 }
 
+/* Rows [i0, i1), float32, AVX2: batches as f32_avx512 (groups of 8 rows; a
+ * group also needs the block's end row, see group_f32_avx2). */
 #define PYCE_SMALL_ROWS_END(NAME, GROUP, LANES, C)                                        \
     static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
     {                                                                                     \
         double total = 0.0;                                                               \
-        for (int64_t i = i0; i < i1; i += 16) {                                           \
-            double lv[16];                                                                \
-            const int n16 = i1 - i < 16 ? (int)(i1 - i) : 16;                             \
-            for (int j = 0; j < n16; j += LANES)                                          \
-                GROUP(a, i + j, n16 - j < LANES ? n16 - j : LANES, i1, C, lv + j);        \
-            total += small_sum_rows(lv, n16);                                             \
+        float *loss_out = (float *)a->loss;                                               \
+        small_batch b __attribute__((aligned(64)));                                       \
+        for (int64_t i = i0; i < i1; i += PYCE_SMALL_BATCH) {                             \
+            const int nb = i1 - i < PYCE_SMALL_BATCH ? (int)(i1 - i) : PYCE_SMALL_BATCH;  \
+            int j = 0;                                                                    \
+            for (; j < nb; j += 8)                                                        \
+                GROUP(a, i + j, nb - j < 8 ? nb - j : 8, i1, C, &b, j);                   \
+            PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, j, loss_out, total);                     \
         }                                                                                 \
         return total;                                                                     \
     }
@@ -657,6 +846,67 @@ static int have_avx2(void)
 }
 
 #endif /* PYCE_SMALL_X86 */
+
+/* The AVX-512 exp and log1p and the AVX2 log1p of the float32 path
+ * (pyce_exp.h) on arrays, for tests/loss/test_exp.py: return 0, touching
+ * nothing, on CPUs without the ISA (or builds without the x86 paths). */
+#if PYCE_SMALL_X86
+PYCE_TGT_AVX512 static void x16_array(const float *x, float *out, int64_t n, int log)
+{
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        _mm512_mask_storeu_ps(out + i, k, log ? pyce_log1p_f32x16(v) : pyce_expneg_f32x16(v));
+    }
+}
+
+PYCE_TGT_AVX2 static void x8_log1p_array(const float *x, float *out, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 8) {
+        float in[8] = {0}, res[8];
+        const int m = n - i >= 8 ? 8 : (int)(n - i);
+        memcpy(in, x + i, (size_t)m * sizeof(float));
+        _mm256_storeu_ps(res, pyce_log1p_f32x8(_mm256_loadu_ps(in)));
+        memcpy(out + i, res, (size_t)m * sizeof(float));
+    }
+}
+#endif
+
+int pyce_log1p_x8_array_f32(const float *x, float *out, int64_t n)
+{
+#if PYCE_SMALL_X86
+    if (have_avx2()) {
+        x8_log1p_array(x, out, n);
+        return 1;
+    }
+#endif
+    (void)x; (void)out; (void)n;
+    return 0;
+}
+
+int pyce_expneg_x16_array_f32(const float *x, float *out, int64_t n)
+{
+#if PYCE_SMALL_X86
+    if (have_avx512()) {
+        x16_array(x, out, n, 0);
+        return 1;
+    }
+#endif
+    (void)x; (void)out; (void)n;
+    return 0;
+}
+
+int pyce_log1p_x16_array_f32(const float *x, float *out, int64_t n)
+{
+#if PYCE_SMALL_X86
+    if (have_avx512()) {
+        x16_array(x, out, n, 1);
+        return 1;
+    }
+#endif
+    (void)x; (void)out; (void)n;
+    return 0;
+}
 
 /* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks); none
  * also turns the online path of pyce_ce_online.c off. */

@@ -131,10 +131,43 @@ static inline void lanes_offsets(int64_t i0, int64_t nrows, int64_t d, int64_t s
 #undef SFX
 #undef PYCE_EXP
 
+/* pyce_scan_targets without weights (the common call): blocks of rows checked
+ * without branches, so the loop vectorizes (a scalar loop with an early exit
+ * took ~0.9 ns a row: 0.23 ms at 262144 rows, serial before every kernel
+ * call); a block with a bad target is rescanned for its first position.  The
+ * denominator is the count of rows kept, exactly what summing 1.0 per row in
+ * double gives. */
+PYCE_CLONES static int64_t scan_targets_plain(const int64_t *target, int64_t rows, int64_t c,
+                                              int64_t ignore_index, double *denom)
+{
+    int64_t kept = 0;
+    for (int64_t i0 = 0; i0 < rows; i0 += 4096) {
+        const int64_t i1 = rows - i0 < 4096 ? rows : i0 + 4096;
+        int64_t bad = 0, k = 0;
+#pragma omp simd reduction(| : bad) reduction(+ : k)
+        for (int64_t i = i0; i < i1; i++) {
+            const int64_t y = target[i];
+            const int64_t live = y != ignore_index;
+            bad |= live & ((uint64_t)y >= (uint64_t)c);
+            k += live;
+        }
+        if (bad) {
+            for (int64_t i = i0; i < i1; i++)
+                if (target[i] != ignore_index && (target[i] < 0 || target[i] >= c))
+                    return i;
+        }
+        kept += k;
+    }
+    *denom = (double)kept;
+    return -1;
+}
+
 int64_t pyce_scan_targets(const int64_t *target, int64_t rows, int64_t c,
                           int64_t ignore_index, const double *class_weight,
                           const double *sample_weight, double *denom)
 {
+    if (!class_weight && !sample_weight)
+        return scan_targets_plain(target, rows, c, ignore_index, denom);
     double total = 0.0;
     for (int64_t i = 0; i < rows; i++) {
         const int64_t y = target[i];

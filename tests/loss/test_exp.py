@@ -63,3 +63,58 @@ def test_log_special_values():
     got = _ce._elementwise("log_f64", np.array([1.0, 2.0, np.nan, 10.0]))
     assert got[0] == 0 and got[1] == pytest.approx(np.log(2), rel=1e-16)
     assert np.isnan(got[2])
+
+
+# ---- the AVX-512 float32 few-class path's own exp and log1p (pyce_exp.h:
+# pyce_expneg_f32x16, pyce_log1p_f32x16), called through their array wrappers in
+# cext/pyce_ce_small.c; on CPUs without AVX-512 the wrappers decline (skip) ----
+
+def _x16(name, x):
+    import ctypes
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.full_like(x, -1.0)
+    fn = getattr(ctypes.CDLL(_ce.__file__), name)
+    fn.restype = ctypes.c_int
+    ptr = ctypes.POINTER(ctypes.c_float)
+    ok = fn(x.ctypes.data_as(ptr), out.ctypes.data_as(ptr), ctypes.c_int64(x.size))
+    if not ok:
+        pytest.skip(f"{name}: this CPU lacks its ISA (the few-class path does not use it)")
+    return out
+
+
+def test_exp_x16_error_bound():
+    # its own polynomial (degree 5 in exp = 1 + r q(r)): the scalar exp's 2-ulp bound
+    lo_bits = np.array(-87.3, np.float32).view(np.uint32)
+    hi_bits = np.array(-0.0, np.float32).view(np.uint32)
+    x = np.arange(hi_bits, lo_bits, 97, dtype=np.uint32).view(np.float32)
+    x = np.concatenate([x, [-87.3365402, -87.33654, -87.5, -300.0, -np.inf, np.nan, 0.0, -0.0]]
+                       ).astype(np.float32)
+    got = _x16("pyce_expneg_x16_array_f32", x)
+    fin = np.isfinite(x) & (x >= -87.3)
+    err = ulp_error(got[fin], np.exp(x[fin].astype(np.float64)), np.float32)
+    assert err.max() <= 2.0, f"max error {err.max():.2f} ulp at x = {x[fin][err.argmax()]!r}"
+    # below the smallest normal result exactly +0 (masked classes), NaN stays NaN
+    assert np.all(got[(x < -87.3365402)] == 0) and np.isnan(got[np.isnan(x)]).all()
+    assert got[-2] == 1 and got[-1] == 1
+    # [-1, 0] more densely (where most probabilities of a trained model's rows lie)
+    lo1 = np.array(-1.0, np.float32).view(np.uint32)
+    x1 = np.arange(hi_bits + 5, lo1 + 1, 61, dtype=np.uint32).view(np.float32)
+    err1 = ulp_error(_x16("pyce_expneg_x16_array_f32", x1), np.exp(x1.astype(np.float64)),
+                     np.float32)
+    assert err1.max() <= 2.0, f"max error {err1.max():.2f} ulp at x = {x1[err1.argmax()]!r}"
+
+
+@pytest.mark.parametrize("wrapper", ["pyce_log1p_x16_array_f32", "pyce_log1p_x8_array_f32"])
+def test_log1p_x16_and_x8_error_bound(wrapper):
+    # the AVX-512 (x16) and AVX2 (x8) log1p of the float32 few-class paths;
+    # t = s - 1 of a row sum: [0, 15], densely, and tiny t (confident rows)
+    t = np.concatenate([np.linspace(0, 15, 3_000_001), np.geomspace(1e-38, 1, 1_000_000)]
+                       ).astype(np.float32)
+    got = _x16(wrapper, t)
+    exact = np.log1p(t.astype(np.float64))
+    pos = t > 0
+    err = ulp_error(got[pos], exact[pos], np.float32)
+    assert err.max() <= 2.0, f"max error {err.max():.2f} ulp at t = {t[pos][err.argmax()]!r}"
+    assert np.all(got[~pos] == 0)
+    special = _x16(wrapper, np.array([np.nan, 1.0, 15.0], np.float32))
+    assert np.isnan(special[0]) and special[1] == np.float32(np.log(2.0))
