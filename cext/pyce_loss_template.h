@@ -571,7 +571,7 @@ double SFX(pyce_ce)(const pyce_ce_args *a)
     const int64_t rows = a->n * a->d;
     if (rows == 0)
         return 0.0;
-    const int64_t bs = block_rows(rows);
+    const int64_t bs = block_rows(rows, a->c);
     const int64_t nblocks = (rows + bs - 1) / bs;
     double partial[PYCE_MAX_BLOCKS];
     const int nt = choose_threads(a->n_threads, rows * a->c, nblocks);
@@ -691,7 +691,7 @@ void SFX(pyce_softmax)(const pyce_softmax_args *a)
     const int64_t rows = a->n * a->d;
     if (rows == 0 || a->c == 0)
         return;
-    const int64_t bs = block_rows(rows);
+    const int64_t bs = block_rows(rows, a->c);
     const int64_t nblocks = (rows + bs - 1) / bs;
     const int nt = choose_threads(a->n_threads, rows * a->c, nblocks);
     if (nt <= 1) {
