@@ -62,6 +62,9 @@
 #define PYCE_MAX_BLOCKS 256
 #define PYCE_MIN_BLOCK 64
 #define PYCE_MIN_BLOCK_ELEMS 65536
+/* Blocks of at least this many elements are scheduled dynamically (one at a
+ * time) instead of statically: at this size the hand-out costs nothing. */
+#define PYCE_DYNAMIC_BLOCK_ELEMS (1 << 20)
 /* Up to PYCE_SMALL_C classes, rows are processed PYCE_LANES at a time, one
  * per SIMD lane (16 floats fill an AVX-512 register). */
 #define PYCE_SMALL_C 16
