@@ -136,20 +136,45 @@ def test_random_rows_and_many_segments(tuned, dtype):
         _check("cross_entropy", x, t, reduction="none")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_bitwise_identical_for_every_n_threads(tuned, dtype):
-    x, t = _edge_rows(dtype, SEG * 6 + 5, seed=9)
-    x = np.concatenate([x, x[::-1] * 0.5, x[:5] + 1.0])
-    t = np.concatenate([t, t[::-1], t[:5]])
-    t[t == -100] = 0
-    t[8] = -100
-    w = np.linspace(0.5, 1.5, x.shape[1])
+def _max_threads():
+    from pyce._config import build_config
+    cfg = build_config()
+    return cfg["max_threads"] if cfg["openmp"] else 1
+
+
+def _same_for_every_n_threads(x, t, **kw):
     results = []
     for nt in (1, 2, 3, 4):
-        loss, g = pyce.cross_entropy_and_grad(x, t, weight=w, n_threads=nt)
-        lr = pyce.cross_entropy(x, t, weight=w, reduction="none", n_threads=nt)
+        loss, g = pyce.cross_entropy_and_grad(x, t, n_threads=nt, **kw)
+        lr = pyce.cross_entropy(x, t, reduction="none", n_threads=nt, **kw)
         results.append((np.asarray(loss).tobytes(), g.tobytes(), lr.tobytes()))
     assert all(r == results[0] for r in results[1:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bitwise_identical_for_every_n_threads(tuned, dtype):
+    """Rows of 70000 classes: one row per block, blocks split statically."""
+    c = 70000
+    x, t = _edge_rows(dtype, c, seed=9)
+    x = x[:10]
+    t = t[:10]
+    if _max_threads() >= 2:
+        assert _ce.threads_for(x.shape[0], c, 2) == 2   # the threads really split the rows
+    _same_for_every_n_threads(x, t, weight=np.linspace(0.5, 1.5, c))
+
+
+def test_bitwise_identical_for_every_n_threads_dynamic_blocks():
+    """Rows of 2^20 classes (blocks of >= 1M elements are handed out dynamically),
+    default segments: whichever thread takes a block, the same bits."""
+    c = 1 << 20
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((3, c)) * 4).astype(np.float32)
+    x[1, :3000] = -np.inf
+    x[2, 77777] = 40.0
+    t = np.array([5, c - 1, 77777])
+    if _max_threads() >= 2:
+        assert _ce.threads_for(3, c, 2) == 2
+    _same_for_every_n_threads(x, t)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -204,4 +229,5 @@ def test_huge_rows_are_split_between_threads():
     assert _ce.threads_for(64, 1_000_000, 2) == 2
     assert _ce.threads_for(2, 1_000_000, 2) == 2
     assert _ce.threads_for(2, 70_000, 2) == 2
-    assert _ce.threads_for(63, 1024, 2) == 1       # short rows: blocks of 64 rows as before
+    assert _ce.threads_for(64, 2048, 2) == 2       # two blocks of 32 rows (65536 elements each)
+    assert _ce.threads_for(64, 1024, 2) == 1       # up to 1024 classes: blocks of 64 rows as before
