@@ -31,8 +31,19 @@
  *
  * The segments are fixed by c alone (online_segment), never by the thread
  * count, and combined in order; the forward's chunks likewise: results are
- * bitwise identical for every n_threads.  Threads split rows (blocks of one row at this size,
- * pyce_loss_kernels.c's block_rows).
+ * bitwise identical for every n_threads.  Threads split rows: blocks of one
+ * row at this size (pyce_loss_kernels.c's block_rows), handed out
+ * dynamically (pyce_ce in pyce_loss_template.h).  Before, 64 rows of 1M
+ * classes were one block of 64 rows, so every call ran on one thread.
+ *
+ * Where the time goes (AMD EPYC Zen 4, 1 MiB L2, 32 MiB L3; 64 x 1 000 000
+ * float32, one thread, a C harness): np.copyto's memcpy 18-19 ms; the fused
+ * call 29 ms, of which 25.7 ms remain with the exp replaced by one FMA (the
+ * 12 bytes per element above at one core's ~30 GB/s); the forward 18.5 ms,
+ * 9.4 ms without the exp (np.sum: 10 ms).  So one thread is bound by the
+ * write-allocate of the gradient (fused) and by the exp (forward); two threads
+ * have twice the exp throughput and more bandwidth (two cores' streams reach
+ * ~60 GB/s here).
  *
  * Precision: e_k and the factor are each rounded to T once, so a gradient
  * entry carries one more rounding (0.5 ulp) than on the row path; s, log(s)
