@@ -56,9 +56,15 @@
 /* Below this many elements a call runs serially: entering an OpenMP region
  * costs about 1.5 us on 2 cores, more than the whole work of a small batch. */
 #define PYCE_PARALLEL_MIN_ELEMENTS 65536
-/* Block partition: at most this many blocks of at least PYCE_MIN_BLOCK rows. */
+/* Block partition: at most this many blocks of at least PYCE_MIN_BLOCK rows,
+ * or of fewer rows when they hold at least PYCE_MIN_BLOCK_ELEMS elements (long
+ * rows: 64 rows of 1M classes are 64 blocks, not one block on one thread). */
 #define PYCE_MAX_BLOCKS 256
 #define PYCE_MIN_BLOCK 64
+#define PYCE_MIN_BLOCK_ELEMS 65536
+/* Blocks of at least this many elements are scheduled dynamically (one at a
+ * time) instead of statically: at this size the hand-out costs nothing. */
+#define PYCE_DYNAMIC_BLOCK_ELEMS (1 << 20)
 /* Up to PYCE_SMALL_C classes, rows are processed PYCE_LANES at a time, one
  * per SIMD lane (16 floats fill an AVX-512 register). */
 #define PYCE_SMALL_C 16
@@ -66,10 +72,17 @@
 /* Cache lines of the next row requested ahead (row path; see prefetch_row). */
 #define PYCE_PREFETCH_LINES 64
 
-static int64_t block_rows(int64_t rows)
+/* Rows per block: a function of the shape (rows, c) alone, never of the
+ * thread count, so results are bitwise identical for every n_threads.  Rows of
+ * up to 1024 classes keep blocks of at least 64 rows; longer rows get blocks
+ * of at least PYCE_MIN_BLOCK_ELEMS elements (one row from 65536 classes up). */
+static int64_t block_rows(int64_t rows, int64_t c)
 {
     int64_t b = (rows + PYCE_MAX_BLOCKS - 1) / PYCE_MAX_BLOCKS;
-    return b < PYCE_MIN_BLOCK ? PYCE_MIN_BLOCK : b;
+    int64_t min_rows = PYCE_MIN_BLOCK;
+    if (c > PYCE_MIN_BLOCK_ELEMS / PYCE_MIN_BLOCK)
+        min_rows = (PYCE_MIN_BLOCK_ELEMS + c - 1) / c;
+    return b < min_rows ? min_rows : b;
 }
 
 /* THE place where the kernels (cross-entropy and softmax) resolve their
@@ -214,7 +227,7 @@ int pyce_threads_for(int requested, int64_t rows, int64_t c)
 {
     if (rows <= 0 || c <= 0)
         return 1;
-    const int64_t bs = block_rows(rows);
+    const int64_t bs = block_rows(rows, c);
     return choose_threads(requested, rows * c, (rows + bs - 1) / bs);
 }
 

@@ -9,8 +9,8 @@
  * (i / d, i % d); per-row arrays (targets, sample weights, grad_output,
  * per-row losses) are contiguous of length n*d.
  *
- * Work partition.  Rows are cut into blocks whose size depends on the row
- * count only, never on the thread count; each block sums its rows' losses in
+ * Work partition.  Rows are cut into blocks whose size depends on the shape
+ * (row count and c) only, never on the thread count; each block sums its rows' losses in
  * order in double, and the block sums are added in order.  Results are thus
  * bitwise identical for every n_threads.
  *

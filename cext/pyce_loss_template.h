@@ -571,7 +571,7 @@ double SFX(pyce_ce)(const pyce_ce_args *a)
     const int64_t rows = a->n * a->d;
     if (rows == 0)
         return 0.0;
-    const int64_t bs = block_rows(rows);
+    const int64_t bs = block_rows(rows, a->c);
     const int64_t nblocks = (rows + bs - 1) / bs;
     double partial[PYCE_MAX_BLOCKS];
     const int nt = choose_threads(a->n_threads, rows * a->c, nblocks);
@@ -582,10 +582,22 @@ double SFX(pyce_ce)(const pyce_ce_args *a)
         }
     } else {
         pyce_threads_mark_pool(); /* fork safety: see pyce_threads.h */
+        if (bs * a->c >= PYCE_DYNAMIC_BLOCK_ELEMS) {
+            /* long blocks (huge rows): handed out one at a time, so a thread
+             * slowed by another process on its core does not hold half of the
+             * rows; each block's sum lands in partial[b] whichever thread
+             * computed it, so results stay bitwise identical */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+            for (int64_t b = 0; b < nblocks; b++) {
+                const int64_t hi = (b + 1) * bs < rows ? (b + 1) * bs : rows;
+                partial[b] = SFX(pyce_ce_block)(a, b * bs, hi);
+            }
+        } else {
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t b = 0; b < nblocks; b++) {
-            const int64_t hi = (b + 1) * bs < rows ? (b + 1) * bs : rows;
-            partial[b] = SFX(pyce_ce_block)(a, b * bs, hi);
+            for (int64_t b = 0; b < nblocks; b++) {
+                const int64_t hi = (b + 1) * bs < rows ? (b + 1) * bs : rows;
+                partial[b] = SFX(pyce_ce_block)(a, b * bs, hi);
+            }
         }
     }
     double total = 0.0;
@@ -691,7 +703,7 @@ void SFX(pyce_softmax)(const pyce_softmax_args *a)
     const int64_t rows = a->n * a->d;
     if (rows == 0 || a->c == 0)
         return;
-    const int64_t bs = block_rows(rows);
+    const int64_t bs = block_rows(rows, a->c);
     const int64_t nblocks = (rows + bs - 1) / bs;
     const int nt = choose_threads(a->n_threads, rows * a->c, nblocks);
     if (nt <= 1) {

@@ -18,7 +18,8 @@ import numpy as np
 from pyce import _ce
 
 # C = 10 (MNIST, CIFAR-10, the digits) small and at memory size; 1000 and 32000 classes;
-# 64 rows of 1 000 000 classes, each row beyond the L2 cache (the online max-and-sum path)
+# 64 rows of 1 000 000 classes, each row beyond the L2 cache (the segmented max-and-sum
+# path of cext/pyce_ce_online.c; one row per block, so both threads work)
 SHAPES = [(128, 10), (1024, 10), (262144, 10), (4096, 1000), (2048, 32000), (64, 1000000)]
 QUICK_SHAPES = [(128, 10), (1024, 10), (4096, 1000)]
 
