@@ -31,19 +31,12 @@ import time
 import numpy as np
 
 __all__ = ["gemm", "get_num_threads", "set_num_threads", "limit_threads", "threads_for",
-           "AdaptiveThreads", "SMALL_PRODUCT_MACS", "WINDOW_SECONDS",
-           "FIRST_WINDOW_SECONDS", "axpy"]
+           "AdaptiveThreads", "SMALL_PRODUCT_MACS", "WINDOW_SECONDS", "axpy"]
 
 #: Length of the windows over which AdaptiveThreads measures the other
 #: processes' CPU use: /proc/stat counts in ticks of 10 ms, so a quarter of a
 #: second gives 25 ticks per core, enough to tell half a busy core.
 WINDOW_SECONDS = 0.25
-
-#: The first window is shorter: a fit of a fifth of a second (the digits
-#: network of pyce.sklearn, 30 epochs) would otherwise end before its first
-#: decision and run on one thread even on an idle machine. 50 ms is 5 ticks
-#: per core: enough to tell an idle core from a busy one, not half a core.
-FIRST_WINDOW_SECONDS = 0.05
 
 #: Below this many multiply-adds (m * n * k) per product a step's products run
 #: on one BLAS thread (see the module docstring). 2**24 = 16.8 M: the digits
@@ -189,9 +182,8 @@ class AdaptiveThreads:
 
     max_threads: the ceiling (NumPy's default thread count when None).
     Starts at one thread; tick() (cheap: a clock read) is called once per
-    training step, and after FIRST_WINDOW_SECONDS, then every WINDOW_SECONDS,
-    it reads /proc/stat and sets the count to round(idle cores), clamped to
-    [1, max_threads]. Use as a
+    training step, and every WINDOW_SECONDS it reads /proc/stat and sets the
+    count to round(idle cores), clamped to [1, max_threads]. Use as a
     context: the thread count in effect before is restored on exit. `counts`
     lists the counts chosen, for tests and reports. Without NumPy's bundled
     OpenBLAS it does nothing; without /proc/stat it stays at one thread.
@@ -203,7 +195,6 @@ class AdaptiveThreads:
         self.active = self.before is not None and _cpu_sample() is not None
         self.counts = []
         self._t0 = self._s0 = None
-        self._window = min(FIRST_WINDOW_SECONDS, WINDOW_SECONDS)
 
     def __enter__(self):
         if self.active:
@@ -226,9 +217,8 @@ class AdaptiveThreads:
 
     def tick(self):
         """Re-decide the thread count when the current window is over."""
-        if not self.active or time.perf_counter() - self._t0 < self._window:
+        if not self.active or time.perf_counter() - self._t0 < WINDOW_SECONDS:
             return
-        self._window = WINDOW_SECONDS
         s1 = _cpu_sample()
         total = 0 if s1 is None else s1[0] - self._s0[0]
         if total > 0:

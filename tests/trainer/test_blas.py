@@ -75,24 +75,6 @@ def test_adaptive_threads_follow_the_cores_others_leave_idle(monkeypatch, others
     assert _blas.get_num_threads() == before
 
 
-def test_adaptive_threads_first_decision_comes_after_the_short_first_window(monkeypatch):
-    _fake_cpu(monkeypatch, 0.0)
-    monkeypatch.setattr(_blas, "WINDOW_SECONDS", 0.25)
-    monkeypatch.setattr(_blas, "FIRST_WINDOW_SECONDS", 0.05)
-    samples, fake = [], _blas._cpu_sample
-    monkeypatch.setattr(_blas, "_cpu_sample", lambda: samples.append(1) or fake())
-    clock = {"t": 100.0}
-    monkeypatch.setattr(_blas.time, "perf_counter", lambda: clock["t"])
-    with _blas.AdaptiveThreads(max_threads=2) as policy:
-        opened = len(samples)
-        for step, (dt, decided) in enumerate([(0.04, 0), (0.02, 1), (0.2, 1), (0.06, 2)]):
-            clock["t"] += dt
-            policy.tick()
-            # a decision reads /proc/stat twice (close the window, open the next)
-            assert len(samples) - opened == 2 * decided, step
-        assert policy.counts == [1, 2]   # idle cores: two threads after 0.05 s, not 0.25 s
-
-
 def test_adaptive_threads_without_proc_stat_stay_inactive(monkeypatch):
     monkeypatch.setattr(_blas, "_cpu_sample", lambda: None)
     before = _blas.get_num_threads()
