@@ -17,8 +17,9 @@
 int pyce_ce_small_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 
-/* Rows of at least 1 MiB (cext/pyce_ce_online.c): an online max-and-sum, two
- * reads per element instead of three; same contract as pyce_ce_small_*. */
+/* Rows of at least 1 MiB (cext/pyce_ce_online.c): the forward in one sweep with
+ * a running maximum, the fused call in segments of 1024 elements (each row read
+ * from memory once); same contract as pyce_ce_small_*. */
 int pyce_ce_online_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 int pyce_ce_online_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *loss_sum);
 

@@ -255,7 +255,7 @@ def test_other_isas_in_a_subprocess(isa):
 
 
 # ---- rows beyond L2 (>= 1 MiB): the online max-and-sum path, cext/pyce_ce_online.c ----
-# (forward calls; fused calls stay on the row path, checked here too)
+# (forward calls here; the fused calls' segmented path is tested in test_huge_rows.py)
 
 def _huge_rows(dtype, c, rng):
     x = (rng.standard_normal((5, c)) * 4).astype(dtype)
