@@ -402,9 +402,13 @@ def test_ctrl_c_before_the_first_epoch_writes_history_only(capsys, tmp_path, mon
 def test_sigint_to_a_real_pyce_train(tmp_path):
     import signal
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # A shell without job control starts background jobs with SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: give the child the default disposition,
+    # as a terminal would, so the test does not depend on how pytest was started.
     proc = subprocess.Popen([sys.executable, "-m", "pyce", "train", "--epochs", "100000",
                              "--hidden", "16", "--out", str(tmp_path / "o")], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:
             if line.startswith("epoch "):
