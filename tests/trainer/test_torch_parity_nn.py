@@ -10,7 +10,18 @@ import pyce.optim as optim
 import pyce.train as train
 
 torch = pytest.importorskip("torch")
-torch.set_num_threads(1)  # an oracle here; its threads only stall on a shared machine
+
+
+@pytest.fixture(autouse=True)
+def _torch_on_one_thread():
+    """torch is an oracle here; its threads only stall on a shared machine. Set for
+    each test and restored after: torch.set_num_threads also sets the OpenMP runtime's
+    default, which pyce's kernels share when both load the same libgomp, so a
+    module-level call would leave every later test of the session on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _torch_mlp(model):
