@@ -241,7 +241,6 @@ PYCE_TGT_AVX512 PYCE_INL void tr16_ps(const __m512 *in, __m512 *out, const int n
     }
 }
 
-/* Rows i0 .. i0+nrows-1 (nrows <= 16) with C classes; returns their loss sum. */
 /* small_prep for 16 whole rows without weights or grad_output, vectorized. */
 PYCE_TGT_AVX512 PYCE_INL void small_prep_plain16(const pyce_ce_args *a, int64_t i0, small_rows *p)
 {
