@@ -2,7 +2,7 @@
  * Few classes (C <= 16) at memory speed: fused softmax cross-entropy with
  * rows across SIMD lanes, moved there by in-register transposes.
  *
- * DESIGN NOTE (see also ../shared/PERF-NOTES.md and the report of branch perf)
+ * DESIGN NOTE
  *
  * What is accelerated.  Class-index targets, no label smoothing, no z-loss,
  * 2-d (N, C) input (d = 1) with a contiguous class axis (rows may have any

@@ -41,7 +41,7 @@
 #include "pyce_loss_kernels.h"
 #include "pyce_exp.h"
 #include "pyce_dispatch.h"
-#include "pyce_ce_small.h"   /* branch perf: the C <= 16 and huge-row fast paths */
+#include "pyce_ce_small.h"   /* the C <= 16 and huge-row fast paths */
 
 #include <float.h>
 #include <math.h>

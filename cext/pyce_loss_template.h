@@ -522,7 +522,7 @@ PYCE_CLONES double SFX(pyce_ce_block)(const pyce_ce_args *a, int64_t i0, int64_t
     const T *tp = (const T *)a->target_prob;
     const int64_t d = a->d;
     double total = 0.0;
-    /* PYCE_FAST_HOOK (branch perf): few classes transposed in registers
+    /* PYCE_FAST_HOOK: few classes transposed in registers
      * (cext/pyce_ce_small.c), rows beyond L2 with an online max-and-sum
      * (cext/pyce_ce_online.c); each returns 0 for the cases it leaves to the
      * paths below. */
