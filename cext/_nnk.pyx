@@ -19,6 +19,8 @@ cdef extern from "pyce_trainer_kernels.h" nogil:
                           int64_t n, float alpha)
     void pyce_elu_bwd_f64(const double *x, const double *y, const double *g, double *dx,
                           int64_t n, double alpha)
+    void pyce_relu_fwd_f32(const float *x, float *y, int64_t n)
+    void pyce_relu_fwd_f64(const double *x, double *y, int64_t n)
     void pyce_relu_bwd_f32(const float *y, const float *g, float *dx, int64_t n)
     void pyce_relu_bwd_f64(const double *y, const double *g, double *dx, int64_t n)
     void pyce_expm1_f32(const float *x, float *y, int64_t n)
@@ -70,6 +72,18 @@ def elu_backward(cnp.ndarray x, cnp.ndarray y, cnp.ndarray g, cnp.ndarray dx, do
         else:
             pyce_elu_bwd_f32(<const float *>_p(x), <const float *>_p(y),
                              <const float *>_p(g), <float *>_p(dx), n, <float>alpha)
+
+
+def relu_forward(cnp.ndarray x, cnp.ndarray y):
+    """y = max(x, 0) (NaN stays NaN, -0 becomes +0: np.maximum(x, 0)); x and y
+    C-contiguous arrays of one float dtype and size (the caller checks)."""
+    cdef int64_t n = cnp.PyArray_SIZE(x)
+    cdef bint f64 = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+    with nogil:
+        if f64:
+            pyce_relu_fwd_f64(<const double *>_p(x), <double *>_p(y), n)
+        else:
+            pyce_relu_fwd_f32(<const float *>_p(x), <float *>_p(y), n)
 
 
 def relu_backward(cnp.ndarray y, cnp.ndarray g, cnp.ndarray dx):

@@ -29,6 +29,17 @@ PYCE_CLONES void SFX(pyce_elu_bwd)(const T *x, const T *y, const T *g, T *dx, in
     }
 }
 
+/* max(x, 0) as NumPy's np.maximum(x, 0) gives it: NaN stays NaN, -0 becomes +0
+ * (one vectorized pass; NumPy's NaN-propagating maximum took ~7 us for 64 x 256). */
+PYCE_CLONES void SFX(pyce_relu_fwd)(const T *x, T *y, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const T v = x[i];
+        y[i] = (v > 0 || v != v) ? v : (T)0;
+    }
+}
+
 PYCE_CLONES void SFX(pyce_relu_bwd)(const T *y, const T *g, T *dx, int64_t n)
 {
 #pragma omp simd

@@ -49,6 +49,18 @@ def test_relu_forward_backward():
     np.testing.assert_array_equal(layer.backward(g), [[0.0, 0.0, 7.0, 8.0]])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_forward_equals_numpy_maximum_bit_for_bit(dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((67, 129)).astype(dtype)
+    x.flat[:8] = [-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, 1e-45, -1e-45]
+    x0 = x.copy()
+    y = nn.ReLU().forward(x)
+    assert y.dtype == dtype and y.tobytes() == np.maximum(x, 0).tobytes()
+    assert not np.signbit(y[0, 0]) and np.isnan(y[0, 2]) and np.isnan(y[0, 3])
+    assert x.tobytes() == x0.tobytes()   # the input is not written
+
+
 def test_linear_matches_float64_math_and_accumulates_grads():
     rng = np.random.default_rng(2)
     lin = nn.Linear(5, 3, dtype=np.float64, rng=0)
