@@ -178,6 +178,15 @@ pyce_expneg_f32x16(__m512 x)
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
+/* The atanh series both vector log1p forms below sum: log f = 2z + z^3 q(z^2),
+ * q = 2/3 + 2/5 w + 2/7 w^2 + 2/9 w^3 + 2/11 w^4 (Horner from the top), and ln 2. */
+#define PYCE_LOG1P_Q4 (2.0f / 11.0f)
+#define PYCE_LOG1P_Q3 (2.0f / 9.0f)
+#define PYCE_LOG1P_Q2 (2.0f / 7.0f)
+#define PYCE_LOG1P_Q1 (2.0f / 5.0f)
+#define PYCE_LOG1P_Q0 (2.0f / 3.0f)
+#define PYCE_LN2_F 0.693147180559945309f
+
 /* log(1 + t) of 16 floats for the few-class path, t = s - 1 >= 0 (s the row
  * sum, at most 16): relative accuracy also for tiny t (a confident row's loss).
  * 1 + t = 2^e f with f in [0.75, 1.5) (e from vgetexpps/vgetmantps of the
@@ -199,14 +208,14 @@ pyce_log1p_f32x16(__m512 t)
     const __m512 z = _mm512_div_ps(_mm512_add_ps(t, _mm512_sub_ps(one, p2)),
                                    _mm512_add_ps(t, _mm512_add_ps(one, p2)));
     const __m512 z2 = _mm512_mul_ps(z, z);
-    __m512 p = _mm512_set1_ps(2.0f / 11.0f);
-    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 9.0f));
-    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 7.0f));
-    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 5.0f));
-    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 3.0f));
+    __m512 p = _mm512_set1_ps(PYCE_LOG1P_Q4);
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(PYCE_LOG1P_Q3));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(PYCE_LOG1P_Q2));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(PYCE_LOG1P_Q1));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(PYCE_LOG1P_Q0));
     /* log f = 2z + z (z^2 p): the leading term exact, one rounding after it */
     const __m512 lf = _mm512_fmadd_ps(z, _mm512_mul_ps(z2, p), _mm512_add_ps(z, z));
-    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945309f), lf);
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(PYCE_LN2_F), lf);
 }
 
 /* pyce_log1p_f32x16's method for 8 floats in AVX2 (no vgetmantps/vgetexpps:
@@ -226,13 +235,13 @@ pyce_log1p_f32x8(__m256 t)
     const __m256 z = _mm256_div_ps(_mm256_add_ps(t, _mm256_sub_ps(one, p2)),
                                    _mm256_add_ps(t, _mm256_add_ps(one, p2)));
     const __m256 z2 = _mm256_mul_ps(z, z);
-    __m256 p = _mm256_set1_ps(2.0f / 11.0f);
-    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.0f / 9.0f));
-    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.0f / 7.0f));
-    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.0f / 5.0f));
-    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(2.0f / 3.0f));
+    __m256 p = _mm256_set1_ps(PYCE_LOG1P_Q4);
+    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(PYCE_LOG1P_Q3));
+    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(PYCE_LOG1P_Q2));
+    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(PYCE_LOG1P_Q1));
+    p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(PYCE_LOG1P_Q0));
     const __m256 lf = _mm256_fmadd_ps(z, _mm256_mul_ps(z2, p), _mm256_add_ps(z, z));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(e), _mm256_set1_ps(0.693147180559945309f), lf);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(e), _mm256_set1_ps(PYCE_LN2_F), lf);
 }
 #endif
 
