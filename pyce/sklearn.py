@@ -24,7 +24,7 @@ try:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score
     from sklearn.model_selection import train_test_split
-    from sklearn.utils import check_random_state, shuffle as _sk_shuffle
+    from sklearn.utils import check_random_state
     from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
@@ -580,7 +580,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         for _ in range(s.max_iter):
             t0 = time.perf_counter()
             if self.shuffle:
-                order = _sk_shuffle(order, random_state=rs)
+                order = _shuffled(order, rs)
             loss, acc = ctx.epoch(opt, order, self.n_iter_ + 1)
             self.n_iter_ += 1
             self.loss_ = loss
@@ -768,6 +768,18 @@ class _EpochContext:
         history.diverged = True
         history.message = msg
         raise _train.DivergenceError(msg, history)
+
+
+def _shuffled(order, rs):
+    """order permuted with the draws of scikit-learn's ``shuffle(order,
+    random_state=rs)`` (its ``resample`` without replacement: one ``rs.shuffle``
+    of ``arange(n)``, then indexing), so the epochs take scikit-learn's batches;
+    without its per-call parameter validation, which cost about 0.2 ms an epoch
+    (5% of the digits fit). tests/sklearn/test_sklearn.py checks it against the
+    installed scikit-learn's shuffle."""
+    idx = np.arange(order.shape[0])
+    rs.shuffle(idx)
+    return order[idx]
 
 
 def _argmax(z):

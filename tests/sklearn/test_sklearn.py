@@ -365,6 +365,25 @@ def test_same_random_state_same_start_as_sklearn(digits, activation):
     np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-12)
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 64, 1437])
+def test_epoch_shuffle_takes_sklearn_draws(n):
+    """The epoch permutation (pyce.sklearn._shuffled, which skips scikit-learn's
+    per-call validation) equals the installed scikit-learn's
+    shuffle(order, random_state=rs), over several epochs of one RandomState and
+    on an order that is not arange."""
+    from sklearn.utils import check_random_state, shuffle
+    from pyce.sklearn import _shuffled
+    base = np.arange(n)[::-1] * 3
+    ours, theirs = base.copy(), base.copy()
+    rs_ours, rs_theirs = check_random_state(7), check_random_state(7)
+    for _ in range(4):
+        ours = _shuffled(ours, rs_ours)
+        theirs = shuffle(theirs, random_state=rs_theirs)
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(np.sort(ours), np.sort(base))
+    assert rs_ours.randint(1 << 30) == rs_theirs.randint(1 << 30)
+
+
 def test_adam_differs_from_sklearn_only_by_epsilon_placement(digits):
     """Adam: PyTorch's rule (pyce.optim.Adam) adds epsilon to sqrt(v_hat), scikit-learn
     to sqrt(v) (v not bias-corrected): the same steps up to epsilon's size, so the
