@@ -191,19 +191,38 @@ def _pyce_cifar(x, y, gemm_momentum=True):
     return epoch
 
 
-def _products_cifar(x):
+def _products_cifar(x, update=False):
     """The matrix products of one epoch of that network alone, with the calls
     the layers make: per batch three forward products, three weight-gradient
     products and two input-gradient products (the first layer's is skipped);
     the weight gradients go into preallocated arrays (as pyce's layers write
     them into .grad or the momentum buffer), the other results are new arrays
     (as the layers' np.matmul calls make them). Rows are contiguous slices:
-    no gather."""
+    no gather.
+
+    update=True adds the least an SGD momentum step can cost on top: each
+    weight gradient goes by one gemm straight into its momentum buffer
+    (beta = momentum, as SGD.fused_gradients does) and the weights are then
+    updated by the BLAS's axpy (W -= lr * buf, as SGD does without weight
+    decay). Returns None when NumPy's BLAS gives no gemm handle."""
+    from pyce import _blas
     rng = np.random.default_rng(1)
     sizes = CIFAR_SIZES
     ws = [rng.standard_normal((o, i)).astype(np.float32) for i, o in zip(sizes, sizes[1:])]
-    gs = [np.empty_like(w) for w in ws]
+    # with update the momentum buffers start at zero (beta scales what they hold)
+    gs = [np.zeros_like(w) if update else np.empty_like(w) for w in ws]
+    gemm, axpy = _blas.gemm(np.float32), _blas.axpy(np.float32)
+    if update and (gemm is None or axpy is None):
+        return None
     n = len(x)
+
+    def weight_grad(i, g, a):
+        if not update:
+            np.matmul(g.T, a, out=gs[i])
+            return
+        out, inp = ws[i].shape  # gs[i] is the momentum buffer: C-contiguous, like W
+        gemm(101, 112, 111, out, inp, g.shape[0], 1.0, g.ctypes.data, out, a.ctypes.data,
+             a.strides[0] // 4, MOMENTUM, gs[i].ctypes.data, inp)
 
     def epoch():
         for s in range(0, n, CIFAR_BATCH):
@@ -213,9 +232,12 @@ def _products_cifar(x):
                 acts.append(np.matmul(acts[-1], w.T))
             g = acts[-1]
             for i in range(len(ws) - 1, -1, -1):
-                np.matmul(g.T, acts[i], out=gs[i])
+                weight_grad(i, g, acts[i])
                 if i:
                     g = np.matmul(g, ws[i])
+            if update:  # a step so small that the weights stay as they are
+                for w, buf in zip(ws, gs):
+                    axpy(w.size, -1e-30, buf.ctypes.data, 1, w.ctypes.data, 1)
     return epoch
 
 
@@ -243,7 +265,9 @@ def _torch_cifar(torch, x, y):
 
 def cifar_epoch_report(out=sys.stdout, n=50_000, threads=(1, None), rounds=2):
     """The CIFAR-shaped epoch (issue 13): pyce's fit, the same products alone,
-    torch; interleaved in this process, `rounds` times, best time of each."""
+    those products with the bare SGD momentum update (gemm into the buffer +
+    axpy: what any momentum step must add, see _products_cifar), torch;
+    interleaved in this process, `rounds` times, best time of each."""
     from pyce import _blas
     x, y = _cifar_data(n)
     try:
@@ -257,6 +281,9 @@ def cifar_epoch_report(out=sys.stdout, n=50_000, threads=(1, None), rounds=2):
         runs = {"pyce fit": _pyce_cifar(x, y),
                 "pyce fit, momentum not via gemm": _pyce_cifar(x, y, gemm_momentum=False),
                 "products alone": _products_cifar(x)}
+        floor = _products_cifar(x, update=True)
+        if floor is not None:
+            runs["products + momentum update"] = floor
         if torch is not None:
             runs["torch"] = _torch_cifar(torch, x, y)
         best = {}
