@@ -14,8 +14,11 @@ Three parts:
    once a Spec for it is appended to this list.
 
 3. `check_against_reference(spec, args, kwargs, context)` -- runs the fast
-   function and pyce.reference.<name>; both must raise the same exception
-   type, or agree within the bound below.
+   function and pyce.reference.<name> (`run_against_reference`); both must
+   raise the same exception type, or agree within the bound below, which
+   `error_ratio` states per element (within the bound iff ratio <= RTOL).
+   bench/precision.py measures the observed worst ratio with the same two
+   functions.
 
 The bound (stated once, used by every test):
 
@@ -34,12 +37,24 @@ The bound (stated once, used by every test):
          denominator for 'mean'.
   RTOL   float32: 1e-5 (~84 ulp).  What float32 costs: exp of x - m in float32
          (<= 2 ulp, plus the rounding of x - m, so the row sum s is within
-         ~2.4e-7 + 6e-8 log C relative), log(s) and the sums in float64, one
-         rounding to float32 at the end.  Observed worst over the adversarial
-         set: 1.1e-6 (softmax, C = 1000), 5.5e-7 (gradients); 1e-5 leaves a
-         9x margin.  float64: 1e-12 (~4500 ulp): exp within 2 ulp, sums in a
-         different order than NumPy's pairwise sums (relative error up to
-         ~n * 1.1e-16 for n terms, n <= ~10^4 here); observed worst 4e-15.
+         ~2.4e-7 + 6e-8 log C relative), log(s) and the sums in float64 (the
+         few-class path, C <= 16: s summed in float32, log(s) a float32
+         log1p), one rounding to float32 at the end.  Rounding x - m itself
+         (half an ulp of x - m, absolute) is that much relative error in
+         exp(x - m): 2^-18 = 3.8e-6 for x - m in [-87, -64] (below -87, exp
+         is under tiny).  Observed worst (python bench/precision.py): 3.9e-6
+         (softmax of random logits, probabilities ~1e-29, that rounding),
+         2.0e-6 (gradients, few-class and general paths alike), losses 6.1e-8
+         on the few-class path (near-equal logits: the float32 sum) and 3.3e-8
+         elsewhere; over the adversarial set alone 1.1e-6 (softmax, C = 1000)
+         and 5.5e-7 (gradients).  1e-5 leaves a 2.5x margin.  float64: 1e-12
+         (~4500 ulp): exp within 2 ulp, sums in a different order than NumPy's
+         pairwise sums (relative error up to ~n * 1.1e-16 for n terms, n <=
+         ~10^4 here), and the same rounding of x - m (2^-44 = 5.7e-14 for
+         x - m in [-708, -512]; the float64 reference is no more exact there:
+         its gradients use exp((x - m) - log s), rounded twice).
+         Observed worst 2.9e-14 (gradients at x - m ~ -550); 4.2e-15 over the
+         adversarial set.
   atol   2 * tiny(dtype) * (row scale) + RTOL * tiny(dtype): exp results
          below the smallest normal number tiny are returned as 0 by design
          (pyce_exp.h), and a subnormal result (e.g. from a subnormal
@@ -404,8 +419,24 @@ def run(fn, args, kwargs):
         return "raise", exc
 
 
-def check_against_reference(spec, args, kwargs, context):
-    """Fast and reference raise the same exception type or agree within the bound."""
+@dataclass
+class Outcome:
+    """What `run_against_reference` saw: 'raise' (both raised the same exception type)
+    or 'ok' with, per output, (name, fast, reference, scale, atol_scale) ready for
+    `error_ratio` / `assert_close`."""
+    verdict: str
+    dtype: np.dtype
+    outputs: list
+    fast_out: tuple = ()
+    x_in: object = None
+
+
+def run_against_reference(spec, args, kwargs, context):
+    """Run the fast function and the float64 reference on the same call.
+
+    Raises AssertionError when one raises and the other does not, or when they raise
+    different exception types.  Entries the bound says nothing about (see ce_scales)
+    are set to 0 in both outputs."""
     dtype = np.dtype(np.asarray(args[0]).dtype).newbyteorder("=")
     ref_args = tuple(to_float64(a) for a in args)
     ref_kwargs = {k: to_float64(v) for k, v in kwargs.items()
@@ -428,20 +459,74 @@ def check_against_reference(spec, args, kwargs, context):
         raise AssertionError(f"{context}: fast {'raised ' + repr(rf) if kf == 'raise' else 'returned'}"
                              f", reference {'raised ' + repr(rr) if kr == 'raise' else 'returned'}")
     if kf == "raise":
-        return "raise"
+        return Outcome("raise", dtype, [])
     fast_out = rf if isinstance(rf, tuple) else (rf,)
     ref_out = rr if isinstance(rr, tuple) else (rr,)
     scales = spec.scales(ref_args, ref_kwargs)
+    outputs = []
     for oname, a, r in zip(spec.outputs, fast_out, ref_out):
         scale, atol_scale, *unspecified = scales[oname]
         if unspecified:  # entries the bound says nothing about (see ce_scales)
             a, r = np.where(unspecified[0], 0, a).astype(a.dtype), np.where(unspecified[0], 0, r)
-        assert_close(a, r, dtype, scale, atol_scale, f"{context}: output {oname!r}")
+        outputs.append((oname, a, r, scale, atol_scale))
+    return Outcome("ok", dtype, outputs, fast_out, x_in)
+
+
+def check_against_reference(spec, args, kwargs, context):
+    """Fast and reference raise the same exception type or agree within the bound."""
+    res = run_against_reference(spec, args, kwargs, context)
+    if res.verdict == "raise":
+        return "raise"
+    for oname, a, r, scale, atol_scale in res.outputs:
+        assert_close(a, r, res.dtype, scale, atol_scale, f"{context}: output {oname!r}")
     if "out" in kwargs and kwargs["out"] is not None:
-        assert fast_out[-1] is kwargs["out"], f"{context}: result is not out="
+        assert res.fast_out[-1] is kwargs["out"], f"{context}: result is not out="
     if kwargs.get("overwrite_input"):
-        assert fast_out[-1] is x_in, f"{context}: overwrite_input result is not the input"
+        assert res.fast_out[-1] is res.x_in, f"{context}: overwrite_input result is not the input"
     return "ok"
+
+
+def _as_compared(actual, expected, dtype):
+    """(fast as float64, reference in float64, reference rounded to the output dtype)."""
+    a = np.asarray(actual).astype(np.float64)
+    e = np.asarray(expected, np.float64)
+    with np.errstate(all="ignore"):
+        e_rounded = e.astype(dtype).astype(np.float64)  # overflow to inf as the dtype does
+    return a, e, e_rounded
+
+
+def _bound_parts(e, dtype, scale, atol_scale):
+    """The bound's two parts for reference values e: (|e| + scale, atol), so that an
+    entry is within it when |fast - ref| <= RTOL * (|e| + scale) + atol."""
+    fi = np.finfo(dtype)
+    with np.errstate(all="ignore"):
+        scale = np.where(np.isfinite(scale), scale, 0.0)
+        atol_scale = np.where(np.isfinite(atol_scale), atol_scale, 0.0)
+        atol = 2 * float(fi.tiny) * atol_scale + RTOL[dtype] * float(fi.tiny)
+        return np.abs(e) + scale, atol
+
+
+def error_ratio(actual, expected, dtype, scale, atol_scale):
+    """Per element, the error the bound limits by RTOL: an entry is within the bound
+    (module docstring) if and only if its ratio is <= RTOL[dtype].
+
+        ratio = max(|fast - ref| - atol, 0) / (|ref| + scale)
+
+    For a normal-range result atol (2 tiny times a row scale) is negligible and the ratio is
+    |fast - ref| / (|ref| + scale); where the absolute part dominates (results below or
+    near the smallest normal number) the ratio is 0 unless the error exceeds atol.
+    NaN and infinite values count as exact (0) where fast and the dtype-rounded
+    reference agree (NaN == NaN, inf sign included), as inf where they do not.
+    """
+    dtype = np.dtype(dtype)
+    a, e, e_rounded = _as_compared(actual, expected, dtype)
+    rel, atol = _bound_parts(e, dtype, scale, atol_scale)
+    with np.errstate(all="ignore"):
+        excess = np.maximum(np.abs(a - e) - atol, 0.0)
+        ratio = np.where(excess == 0, 0.0, excess / rel)   # rel = 0 with an excess: inf
+        special = ~np.isfinite(a) | ~np.isfinite(e_rounded)
+        same = (a == e_rounded) | (np.isnan(a) & np.isnan(e_rounded))
+        return np.where(special, np.where(same, 0.0, np.inf), ratio)
 
 
 def assert_close(actual, expected, dtype, scale, atol_scale, what):
@@ -449,35 +534,26 @@ def assert_close(actual, expected, dtype, scale, atol_scale, what):
     a = np.asarray(actual)
     if a.dtype != dtype:
         raise AssertionError(f"{what}: dtype {a.dtype}, expected {dtype}")
-    e = np.asarray(expected, np.float64)
-    if a.shape != e.shape:
-        raise AssertionError(f"{what}: shape {a.shape}, expected {e.shape}")
-    a = a.astype(np.float64)
-    with np.errstate(all="ignore"):
-        e_rounded = e.astype(dtype).astype(np.float64)  # overflow to inf as the dtype does
-        scale = np.where(np.isfinite(scale), scale, 0.0)
-        atol_scale = np.where(np.isfinite(atol_scale), atol_scale, 0.0)
-        fi = np.finfo(dtype)
-        tol = (RTOL[dtype] * (np.abs(e) + scale) + 2 * float(fi.tiny) * atol_scale
-               + RTOL[dtype] * float(fi.tiny))
-        nan_a, nan_e = np.isnan(a), np.isnan(e_rounded)
-        if not np.array_equal(nan_a, nan_e):
-            bad = np.argwhere(nan_a != nan_e)[:5].tolist()
-            raise AssertionError(f"{what}: NaN positions differ at {bad}: "
-                                 f"fast {a[nan_a != nan_e][:5]}, reference {e[nan_a != nan_e][:5]}")
-        inf_a, inf_e = np.isinf(a), np.isinf(e_rounded)
-        if not np.array_equal(inf_a, inf_e) or not np.array_equal(a[inf_a], e_rounded[inf_e]):
-            bad = np.argwhere((inf_a != inf_e) | (inf_a & (a != e_rounded)))[:5].tolist()
-            raise AssertionError(f"{what}: inf positions/signs differ at {bad}")
-        fin = np.isfinite(a)
-        err = np.abs(a - e)
-        bad = fin & ~(err <= tol)
+    if a.shape != np.shape(expected):
+        raise AssertionError(f"{what}: shape {a.shape}, expected {np.shape(expected)}")
+    a, e, e_rounded = _as_compared(actual, expected, dtype)
+    nan_a, nan_e = np.isnan(a), np.isnan(e_rounded)
+    if not np.array_equal(nan_a, nan_e):
+        bad = np.argwhere(nan_a != nan_e)[:5].tolist()
+        raise AssertionError(f"{what}: NaN positions differ at {bad}: "
+                             f"fast {a[nan_a != nan_e][:5]}, reference {e[nan_a != nan_e][:5]}")
+    inf_a, inf_e = np.isinf(a), np.isinf(e_rounded)
+    if not np.array_equal(inf_a, inf_e) or not np.array_equal(a[inf_a], e_rounded[inf_e]):
+        bad = np.argwhere((inf_a != inf_e) | (inf_a & (a != e_rounded)))[:5].tolist()
+        raise AssertionError(f"{what}: inf positions/signs differ at {bad}")
+    ratio = error_ratio(actual, expected, dtype, scale, atol_scale)
+    bad = ~(ratio <= RTOL[dtype])
     if np.any(bad):
+        rel, atol = _bound_parts(e, dtype, scale, atol_scale)
+        tol = np.broadcast_to(RTOL[dtype] * rel + atol, a.shape)
         idx = np.argwhere(bad)[:5].tolist() if a.ndim else []
-        worst = np.max(np.where(bad, err / np.where(tol > 0, tol, 1e-300), 0))
         raise AssertionError(
             f"{what}: {int(np.sum(bad))} of {a.size} values outside the bound "
             f"(rtol={RTOL[dtype]}); first at {idx}: fast {a[bad][:3]}, reference "
-            f"{e[bad][:3]}, tolerance {tol[bad][:3] if np.ndim(tol) else tol}; "
-            f"worst error / tolerance = {worst:.3g}")
-
+            f"{e[bad][:3]}, tolerance {tol[bad][:3]}; "
+            f"worst error ratio / rtol = {np.max(ratio[bad]) / RTOL[dtype]:.3g}")
