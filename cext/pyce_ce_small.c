@@ -48,8 +48,8 @@
  *   its row's C entries, so overwrite_input (gradient in place) is safe.
  *   float32 AVX2: the same steps with 8 rows per group (8x8 transposes of
  *   unpcklps, shufps, vperm2f128; compare vectors and blendv instead of
- *   masks; the kernels' scalar exp pyce_expneg_f32 through a stack buffer;
- *   pyce_log1p_f32x8).
+ *   masks; pyce_expneg_f32x8, the AVX-512 exp's polynomial with 2^n built
+ *   from n's bits, bit for bit pyce_expneg_f32x16; pyce_log1p_f32x8).
  *   float64 (AVX-512, 8 rows, 8x8 blocks) keeps the older per-group form: row
  *   sums, log and gradient coefficients in double.
 
@@ -110,9 +110,9 @@
  * compilers return 0 and use the existing path.  Never -march=native.
  * PYCE_SMALL_ISA=avx512|avx2|none caps the choice (tests, A/B benchmarks).
  *
- * Numerics.  float32 (AVX-512 and AVX2): the exp is within 2 ulp (AVX2: the
- * kernels' pyce_expneg_f32; AVX-512: pyce_expneg_f32x16, measured 1.02 ulp,
- * so the two ISAs' results differ by rounding); the row sum s is summed in
+ * Numerics.  float32 (AVX-512 and AVX2): the exp is within 2 ulp
+ * (pyce_expneg_f32x16 and pyce_expneg_f32x8, the same values, measured 1.02
+ * ulp; the two ISAs' log1p forms may still differ by rounding); the row sum s is summed in
  * float32 over C <= 16 terms each <= 1 (relative error <= (C-1) 2^-24 ~ 9e-7,
  * typically far less), log(s) in float32 within 2 ulp (as log1p of s - 1
  * formed without cancellation, so a confident row's small loss stays
@@ -745,14 +745,8 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
     __m256 m = V[0];
     for (int k = 1; k < C; k++)
         m = _mm256_max_ps(V[k], m);
-    float eb[8 * 16] __attribute__((aligned(32)));
     for (int k = 0; k < C; k++)
-        _mm256_store_ps(eb + 8 * k, _mm256_sub_ps(V[k], m));
-#pragma omp simd simdlen(8)
-    for (int e = 0; e < 8 * C; e++)
-        eb[e] = pyce_expneg_f32(eb[e]);
-    for (int k = 0; k < C; k++)
-        E[k] = _mm256_load_ps(eb + 8 * k);
+        E[k] = pyce_expneg_f32x8(_mm256_sub_ps(V[k], m));
 
     /* as the AVX-512 path: x_y and e_y by compare masks, so = the sum of the
      * other classes' exps in float32, s = so + e_y, log(s) = log1p((e_y - 1)
@@ -846,7 +840,7 @@ static int have_avx2(void)
 
 #endif /* PYCE_SMALL_X86 */
 
-/* The AVX-512 exp and log1p and the AVX2 log1p of the float32 path
+/* The AVX-512 and AVX2 exp and log1p of the float32 path
  * (pyce_exp.h) on arrays, for tests/loss/test_exp.py: return 0, touching
  * nothing, on CPUs without the ISA (or builds without the x86 paths). */
 #if PYCE_SMALL_X86
@@ -859,13 +853,14 @@ PYCE_TGT_AVX512 static void x16_array(const float *x, float *out, int64_t n, int
     }
 }
 
-PYCE_TGT_AVX2 static void x8_log1p_array(const float *x, float *out, int64_t n)
+PYCE_TGT_AVX2 static void x8_array(const float *x, float *out, int64_t n, int log)
 {
     for (int64_t i = 0; i < n; i += 8) {
         float in[8] = {0}, res[8];
         const int m = n - i >= 8 ? 8 : (int)(n - i);
         memcpy(in, x + i, (size_t)m * sizeof(float));
-        _mm256_storeu_ps(res, pyce_log1p_f32x8(_mm256_loadu_ps(in)));
+        const __m256 v = _mm256_loadu_ps(in);
+        _mm256_storeu_ps(res, log ? pyce_log1p_f32x8(v) : pyce_expneg_f32x8(v));
         memcpy(out + i, res, (size_t)m * sizeof(float));
     }
 }
@@ -875,7 +870,19 @@ int pyce_log1p_x8_array_f32(const float *x, float *out, int64_t n)
 {
 #if PYCE_SMALL_X86
     if (have_avx2()) {
-        x8_log1p_array(x, out, n);
+        x8_array(x, out, n, 1);
+        return 1;
+    }
+#endif
+    (void)x; (void)out; (void)n;
+    return 0;
+}
+
+int pyce_expneg_x8_array_f32(const float *x, float *out, int64_t n)
+{
+#if PYCE_SMALL_X86
+    if (have_avx2()) {
+        x8_array(x, out, n, 0);
         return 1;
     }
 #endif

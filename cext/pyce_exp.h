@@ -145,37 +145,74 @@ PYCE_ALWAYS_INLINE double pyce_log_f64(double s)
     return s != s ? s : r;
 }
 
-/* exp for 16 floats <= 0 (or NaN) in AVX-512, for the few-class path
- * (pyce_ce_small.c): pyce_expneg_f32's range reduction (n = round(x log2e) by
- * the 1.5*2^23 trick, r = x - n ln2 in two FMA steps, |r| <= ln2/2), then
- * exp(r) = 1 + r q(r) with q of degree 5 (coefficients fitted here for
- * minimal relative error on [-ln2/2, ln2/2]; 0.9 ulp before rounding) by
- * Horner's rule, 6 FMAs instead of the scalar function's 8 operations, and
- * 2^n applied by vscalefps (no exponent-bit arithmetic).  Below lo the result
- * is exactly +0 (zero-masked scalef), NaN stays NaN.  Measured within 1.02
- * ulp over [-87.3, 0] (tests/loss/test_exp.py checks <= 2 ulp through
- * pyce_expneg_x16_array_f32); not bitwise the scalar exp.  The caller's
- * function must enable avx512f. */
+/* The vector exp of the float32 few-class path (pyce_ce_small.c), in two
+ * forms that give the same results bit for bit: pyce_expneg_f32x16 (AVX-512)
+ * and pyce_expneg_f32x8 (AVX2 + FMA).  pyce_expneg_f32's range reduction
+ * (n = round(x log2e) by the 1.5*2^23 trick, r = x - n ln2 in two FMA steps,
+ * |r| <= ln2/2), then exp(r) = 1 + r q(r) with q of degree 5 (coefficients
+ * below, fitted for minimal relative error on [-ln2/2, ln2/2]; 0.9 ulp before
+ * rounding) by Horner's rule, 6 FMAs instead of the scalar function's 8
+ * operations, and 2^n applied with one rounding: vscalefps in AVX-512; in AVX2
+ * a multiply by 2^n built from n's bits (n >= -126 for x >= lo, so 2^n is a
+ * normal float and p * 2^n rounds once, as scalef does).  Below lo the result
+ * is exactly +0, NaN stays NaN.  Measured within 1.02 ulp over [-87.3, 0]
+ * (tests/loss/test_exp.py checks <= 2 ulp and the two forms' equality through
+ * pyce_expneg_x16_array_f32 / pyce_expneg_x8_array_f32); not bitwise the
+ * scalar exp.  The caller's function must enable avx512f (x16) or avx2,fma (x8). */
+#define PYCE_EXPQ_LO (-87.3365402f)          /* exp(lo) ~ 1.18e-38, the smallest normal */
+#define PYCE_EXPQ_LOG2E 1.44269504088896341f
+#define PYCE_EXPQ_MAGIC 12582912.0f          /* 1.5 * 2^23 */
+#define PYCE_EXPQ_LN2_HI 0.693359375f
+#define PYCE_EXPQ_LN2_LO (-2.12194440e-4f)
+#define PYCE_EXPQ_Q4 1.3843652559e-03f
+#define PYCE_EXPQ_Q3 8.3741554990e-03f
+#define PYCE_EXPQ_Q2 4.1668001562e-02f
+#define PYCE_EXPQ_Q1 1.6666431725e-01f
+#define PYCE_EXPQ_Q0 4.9999994040e-01f
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #include <immintrin.h>
 static inline __attribute__((always_inline, target("avx512f"))) __m512
 pyce_expneg_f32x16(__m512 x)
 {
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    const __m512 magic = _mm512_set1_ps(PYCE_EXPQ_MAGIC);
     /* keep: !(x < lo), true for NaN */
-    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3365402f), _CMP_NLT_UQ);
-    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic),
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(PYCE_EXPQ_LO), _CMP_NLT_UQ);
+    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(PYCE_EXPQ_LOG2E), magic),
                                    magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.3843652559e-03f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3741554990e-03f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1668001562e-02f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666431725e-01f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9999994040e-01f));
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(PYCE_EXPQ_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(PYCE_EXPQ_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(PYCE_EXPQ_Q4);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PYCE_EXPQ_Q3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PYCE_EXPQ_Q2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PYCE_EXPQ_Q1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(PYCE_EXPQ_Q0));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_maskz_scalef_ps(keep, p, n);
+}
+
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256
+pyce_expneg_f32x8(__m256 x)
+{
+    const __m256 magic = _mm256_set1_ps(PYCE_EXPQ_MAGIC);
+    /* keep: !(x < lo), true for NaN */
+    const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(PYCE_EXPQ_LO), _CMP_NLT_UQ);
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(PYCE_EXPQ_LOG2E), magic);
+    const __m256 n = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(PYCE_EXPQ_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(PYCE_EXPQ_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(PYCE_EXPQ_Q4);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(PYCE_EXPQ_Q3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(PYCE_EXPQ_Q2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(PYCE_EXPQ_Q1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(PYCE_EXPQ_Q0));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* t's low mantissa bits hold n (two's complement, offset 2^22 which the
+     * shift drops): (bits(t) + 127) << 23 is the float 2^n for -126 <= n <= 0 */
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t),
+                                                         _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
 }
 
 /* The atanh series both vector log1p forms below sum: log f = 2z + z^3 q(z^2),

@@ -82,14 +82,21 @@ def _x16(name, x):
     return out
 
 
-def test_exp_x16_error_bound():
-    # its own polynomial (degree 5 in exp = 1 + r q(r)): the scalar exp's 2-ulp bound
+def _exp_test_points():
     lo_bits = np.array(-87.3, np.float32).view(np.uint32)
     hi_bits = np.array(-0.0, np.float32).view(np.uint32)
     x = np.arange(hi_bits, lo_bits, 97, dtype=np.uint32).view(np.float32)
-    x = np.concatenate([x, [-87.3365402, -87.33654, -87.5, -300.0, -np.inf, np.nan, 0.0, -0.0]]
-                       ).astype(np.float32)
-    got = _x16("pyce_expneg_x16_array_f32", x)
+    return np.concatenate([x, [-87.3365402, -87.33654, -87.5, -300.0, -np.inf, np.nan, 0.0, -0.0]]
+                          ).astype(np.float32)
+
+
+@pytest.mark.parametrize("wrapper", ["pyce_expneg_x16_array_f32", "pyce_expneg_x8_array_f32"])
+def test_exp_x16_and_x8_error_bound(wrapper):
+    # its own polynomial (degree 5 in exp = 1 + r q(r)): the scalar exp's 2-ulp bound;
+    # the AVX-512 (x16) and AVX2 (x8) forms of the few-class paths
+    hi_bits = np.array(-0.0, np.float32).view(np.uint32)
+    x = _exp_test_points()
+    got = _x16(wrapper, x)
     fin = np.isfinite(x) & (x >= -87.3)
     err = ulp_error(got[fin], np.exp(x[fin].astype(np.float64)), np.float32)
     assert err.max() <= 2.0, f"max error {err.max():.2f} ulp at x = {x[fin][err.argmax()]!r}"
@@ -99,9 +106,19 @@ def test_exp_x16_error_bound():
     # [-1, 0] more densely (where most probabilities of a trained model's rows lie)
     lo1 = np.array(-1.0, np.float32).view(np.uint32)
     x1 = np.arange(hi_bits + 5, lo1 + 1, 61, dtype=np.uint32).view(np.float32)
-    err1 = ulp_error(_x16("pyce_expneg_x16_array_f32", x1), np.exp(x1.astype(np.float64)),
-                     np.float32)
+    err1 = ulp_error(_x16(wrapper, x1), np.exp(x1.astype(np.float64)), np.float32)
     assert err1.max() <= 2.0, f"max error {err1.max():.2f} ulp at x = {x1[err1.argmax()]!r}"
+
+
+def test_exp_x8_equals_x16_bit_for_bit():
+    # the AVX2 form applies 2^n by a multiply with 2^n built from n's bits, the AVX-512
+    # form by vscalefps: one rounding each, so the same floats (NaN as NaN)
+    x = np.concatenate([_exp_test_points(),
+                        -np.geomspace(1e-30, 87.4, 200_001).astype(np.float32)])
+    a = _x16("pyce_expneg_x16_array_f32", x)
+    b = _x16("pyce_expneg_x8_array_f32", x)
+    np.testing.assert_array_equal(a.view(np.uint32)[~np.isnan(a)], b.view(np.uint32)[~np.isnan(a)])
+    assert np.isnan(b[np.isnan(a)]).all()
 
 
 @pytest.mark.parametrize("wrapper", ["pyce_log1p_x16_array_f32", "pyce_log1p_x8_array_f32"])
