@@ -43,8 +43,13 @@ PYCE_ALWAYS_INLINE double small_row_loss(int live, double w, double ls, double x
 }
 
 /* The gradient coefficients of a row, in double: p_k's factor g/s, and the
- * target entry g (e_y - s)/s (no cancellation at p_y ~ 1); both are rounded
- * to T afterwards (as ce_lanes_plain computes them). */
+ * target entry g (e_y - s)/s; both are rounded to T afterwards (as
+ * ce_lanes_plain computes them).  e_y - s itself is exact (no cancellation
+ * error), but s has already absorbed the other classes' exps below half an ulp
+ * of e_y: when p_y is within ~1e-16 of 1 the entry is exactly 0 where the
+ * true value is -g (1 - p_y) (e.g. -3.6e-54, bench/precision.py), inside the
+ * README bound, which is relative to the row's scale.  The float32 few-class
+ * forms below sum the other classes separately (so) and keep that value. */
 PYCE_ALWAYS_INLINE void small_row_grad_coefs(double g, double ey, double s, double *pcd,
                                              double *fix)
 {
