@@ -63,6 +63,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "tests", "loss"))
 import adversarial as adv  # noqa: E402  (the bound, its scale and the reference)
 import pyce  # noqa: E402
 from pyce._config import build_config  # noqa: E402
+from pyce.app.bench import machine_summary  # noqa: E402
 
 DTYPES = [np.dtype(d) for d in adv.DTYPES]
 SMALL_NS = (16, 37, 100)
@@ -80,17 +81,6 @@ def small_isa():
         return fn().decode()
     except (AttributeError, OSError):
         return "unknown"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class Worst:
@@ -205,8 +195,7 @@ def main():
     print("pyce precision against the float64 reference: worst max(|fast - ref| - atol, 0) "
           "/ (|ref| + scale)")
     print("  (tests/loss/adversarial.py error_ratio; the tested bound is ratio <= rtol)")
-    print(f"machine  : {platform.machine()}, {cpu_model()}, {os.cpu_count()} cpus, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    print(f"{machine_summary()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print(f"pyce     : {getattr(pyce, '__version__', '?')} ({os.path.dirname(pyce.__file__)}), "
           f"NumPy {np.__version__}, Python {platform.python_version()}")
     print(f"ISA      : SIMD path {cfg.get('simd_path')}; few-class path (C <= 16) {isa}"
