@@ -152,7 +152,9 @@ def _option_sets(rng, n, c):
 
 
 def _takes_small_path(dtype, c, kwargs, isa):
-    """Whether pyce_ce_small_* computes this call (its small_handles and ISA rules)."""
+    """Whether pyce_ce_small_* computes this call: a label for the report's rows only,
+    restating the rule whose owner is small_handles in cext/pyce_ce_small.c (with its
+    ISA choice); a drift would mislabel rows, not change a verdict."""
     if c > 16 or kwargs.get("label_smoothing", 0.0) or kwargs.get("z_loss", 0.0):
         return False
     return isa == "avx512" or (isa == "avx2" and dtype == np.float32)

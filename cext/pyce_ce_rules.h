@@ -47,9 +47,11 @@ PYCE_ALWAYS_INLINE double small_row_loss(int live, double w, double ls, double x
  * ce_lanes_plain computes them).  e_y - s itself is exact (no cancellation
  * error), but s has already absorbed the other classes' exps below half an ulp
  * of e_y: when p_y is within ~1e-16 of 1 the entry is exactly 0 where the
- * true value is -g (1 - p_y) (e.g. -3.6e-54, bench/precision.py), inside the
- * README bound, which is relative to the row's scale.  The float32 few-class
- * forms below sum the other classes separately (so) and keep that value. */
+ * true value is -g (1 - p_y) (logits [0, -123, -200], target 0: -3.8e-54 g;
+ * the float64 NumPy reference gives 0 too), inside the README bound, which is
+ * relative to the row's scale.  The float32 few-class forms below sum the
+ * other classes separately (so) and keep that value while those exps are
+ * above float32's smallest normal number. */
 PYCE_ALWAYS_INLINE void small_row_grad_coefs(double g, double ey, double s, double *pcd,
                                              double *fix)
 {

@@ -33,9 +33,9 @@ const char *pyce_ce_small_isa(void);
 /* The float32 AVX-512 path's exp and log1p (pyce_exp.h) on arrays, for tests:
  * 1, or 0 without AVX-512 (nothing written). */
 int pyce_expneg_x16_array_f32(const float *x, float *out, int64_t n);
-int pyce_expneg_x8_array_f32(const float *x, float *out, int64_t n);
 int pyce_log1p_x16_array_f32(const float *x, float *out, int64_t n);
-/* The AVX2 path's log1p (pyce_exp.h): 1, or 0 without AVX2. */
+/* The AVX2 path's exp and log1p (pyce_exp.h): 1, or 0 without AVX2 and FMA. */
+int pyce_expneg_x8_array_f32(const float *x, float *out, int64_t n);
 int pyce_log1p_x8_array_f32(const float *x, float *out, int64_t n);
 
 #endif /* PYCE_CE_SMALL_H */

@@ -31,14 +31,22 @@
 #define PYCE_ALWAYS_INLINE static inline
 #endif
 
+/* The float32 exp's range reduction, shared by the scalar form below and the
+ * vector forms of the few-class path (pyce_expneg_f32x16 / _f32x8). */
+#define PYCE_EXPQ_LO (-87.3365402f)          /* exp(lo) ~ 1.18e-38, the smallest normal */
+#define PYCE_EXPQ_LOG2E 1.44269504088896341f
+#define PYCE_EXPQ_MAGIC 12582912.0f          /* 1.5 * 2^23 */
+#define PYCE_EXPQ_LN2_HI 0.693359375f        /* few mantissa bits: n*ln2_hi is exact */
+#define PYCE_EXPQ_LN2_LO (-2.12194440e-4f)
+
 PYCE_ALWAYS_INLINE float pyce_exp_f32_impl(float x, int clamp_hi)
 {
-    const float lo = -87.3365402f;      /* exp(lo) ~ 1.18e-38, the smallest normal */
+    const float lo = PYCE_EXPQ_LO;
     const float hi = 88.3762589f;
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f;  /* few mantissa bits: n*ln2_hi is exact */
-    const float ln2_lo = -2.12194440e-4f;
-    const float round_magic = 12582912.0f; /* 1.5 * 2^23 */
+    const float log2e = PYCE_EXPQ_LOG2E;
+    const float ln2_hi = PYCE_EXPQ_LN2_HI;
+    const float ln2_lo = PYCE_EXPQ_LN2_LO;
+    const float round_magic = PYCE_EXPQ_MAGIC;
 
     float xc = x < lo ? lo : x;  /* NaN stays NaN */
     if (clamp_hi)
@@ -146,8 +154,10 @@ PYCE_ALWAYS_INLINE double pyce_log_f64(double s)
 }
 
 /* The vector exp of the float32 few-class path (pyce_ce_small.c), in two
- * forms that give the same results bit for bit: pyce_expneg_f32x16 (AVX-512)
- * and pyce_expneg_f32x8 (AVX2 + FMA).  pyce_expneg_f32's range reduction
+ * forms that give the same results bit for bit for x <= 0 and NaN, the
+ * arguments the kernels pass (for large positive x the AVX2 form's 2^n would
+ * overflow where scalef does not): pyce_expneg_f32x16 (AVX-512) and
+ * pyce_expneg_f32x8 (AVX2 + FMA).  pyce_expneg_f32's range reduction
  * (n = round(x log2e) by the 1.5*2^23 trick, r = x - n ln2 in two FMA steps,
  * |r| <= ln2/2), then exp(r) = 1 + r q(r) with q of degree 5 (coefficients
  * below, fitted for minimal relative error on [-ln2/2, ln2/2]; 0.9 ulp before
@@ -159,11 +169,6 @@ PYCE_ALWAYS_INLINE double pyce_log_f64(double s)
  * (tests/loss/test_exp.py checks <= 2 ulp and the two forms' equality through
  * pyce_expneg_x16_array_f32 / pyce_expneg_x8_array_f32); not bitwise the
  * scalar exp.  The caller's function must enable avx512f (x16) or avx2,fma (x8). */
-#define PYCE_EXPQ_LO (-87.3365402f)          /* exp(lo) ~ 1.18e-38, the smallest normal */
-#define PYCE_EXPQ_LOG2E 1.44269504088896341f
-#define PYCE_EXPQ_MAGIC 12582912.0f          /* 1.5 * 2^23 */
-#define PYCE_EXPQ_LN2_HI 0.693359375f
-#define PYCE_EXPQ_LN2_LO (-2.12194440e-4f)
 #define PYCE_EXPQ_Q4 1.3843652559e-03f
 #define PYCE_EXPQ_Q3 8.3741554990e-03f
 #define PYCE_EXPQ_Q2 4.1668001562e-02f

@@ -774,8 +774,8 @@ def _shuffled(order, rs):
     """order permuted with the draws of scikit-learn's ``shuffle(order,
     random_state=rs)`` (its ``resample`` without replacement: one ``rs.shuffle``
     of ``arange(n)``, then indexing), so the epochs take scikit-learn's batches;
-    without its per-call parameter validation, which cost about 0.2 ms an epoch
-    (5% of the digits fit). tests/sklearn/test_sklearn.py checks it against the
+    without its per-call parameter validation (about 0.2 ms a call timed inside
+    the digits fit, 6.4-7.8 ms of a 115 ms fit; 0.1 ms in a warm loop). tests/sklearn/test_sklearn.py checks it against the
     installed scikit-learn's shuffle."""
     idx = np.arange(order.shape[0])
     rs.shuffle(idx)
