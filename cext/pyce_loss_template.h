@@ -582,22 +582,15 @@ double SFX(pyce_ce)(const pyce_ce_args *a)
         }
     } else {
         pyce_threads_mark_pool(); /* fork safety: see pyce_threads.h */
-        if (bs * a->c >= PYCE_DYNAMIC_BLOCK_ELEMS) {
-            /* long blocks (huge rows): handed out one at a time, so a thread
-             * slowed by another process on its core does not hold half of the
-             * rows; each block's sum lands in partial[b] whichever thread
-             * computed it, so results stay bitwise identical */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-            for (int64_t b = 0; b < nblocks; b++) {
-                const int64_t hi = (b + 1) * bs < rows ? (b + 1) * bs : rows;
-                partial[b] = SFX(pyce_ce_block)(a, b * bs, hi);
-            }
-        } else {
-#pragma omp parallel for schedule(static) num_threads(nt)
-            for (int64_t b = 0; b < nblocks; b++) {
-                const int64_t hi = (b + 1) * bs < rows ? (b + 1) * bs : rows;
-                partial[b] = SFX(pyce_ce_block)(a, b * bs, hi);
-            }
+        /* blocks handed out as threads become free (block_chunk), so a thread
+         * slowed by another process on its core does not hold half of the rows;
+         * each block's sum lands in partial[b] whichever thread computed it, so
+         * results stay bitwise identical */
+        const int chunk = block_chunk(bs, a->c);
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(nt)
+        for (int64_t b = 0; b < nblocks; b++) {
+            const int64_t hi = (b + 1) * bs < rows ? (b + 1) * bs : rows;
+            partial[b] = SFX(pyce_ce_block)(a, b * bs, hi);
         }
     }
     double total = 0.0;
@@ -711,7 +704,8 @@ void SFX(pyce_softmax)(const pyce_softmax_args *a)
             SFX(pyce_softmax_block)(a, b * bs, (b + 1) * bs < rows ? (b + 1) * bs : rows);
     } else {
         pyce_threads_mark_pool(); /* fork safety: see pyce_threads.h */
-#pragma omp parallel for schedule(static) num_threads(nt)
+        const int chunk = block_chunk(bs, a->c);
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(nt)
         for (int64_t b = 0; b < nblocks; b++)
             SFX(pyce_softmax_block)(a, b * bs, (b + 1) * bs < rows ? (b + 1) * bs : rows);
     }
