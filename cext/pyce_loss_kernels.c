@@ -79,8 +79,9 @@
 /* Cache lines of the next row requested ahead (row path; see prefetch_row). */
 #define PYCE_PREFETCH_LINES 64
 
-/* Blocks per dynamic hand-out (see PYCE_DYNAMIC_BLOCK_ELEMS). */
-static int block_chunk(int64_t bs, int64_t c)
+/* Blocks per dynamic hand-out (see PYCE_DYNAMIC_BLOCK_ELEMS); inline: unused
+ * in builds without OpenMP, where the pragma that calls it is ignored. */
+static inline int block_chunk(int64_t bs, int64_t c)
 {
     return bs * c >= PYCE_DYNAMIC_BLOCK_ELEMS ? 1 : PYCE_DYNAMIC_CHUNK;
 }

@@ -586,8 +586,7 @@ double SFX(pyce_ce)(const pyce_ce_args *a)
          * slowed by another process on its core does not hold half of the rows;
          * each block's sum lands in partial[b] whichever thread computed it, so
          * results stay bitwise identical */
-        const int chunk = block_chunk(bs, a->c);
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, block_chunk(bs, a->c)) num_threads(nt)
         for (int64_t b = 0; b < nblocks; b++) {
             const int64_t hi = (b + 1) * bs < rows ? (b + 1) * bs : rows;
             partial[b] = SFX(pyce_ce_block)(a, b * bs, hi);
@@ -704,8 +703,7 @@ void SFX(pyce_softmax)(const pyce_softmax_args *a)
             SFX(pyce_softmax_block)(a, b * bs, (b + 1) * bs < rows ? (b + 1) * bs : rows);
     } else {
         pyce_threads_mark_pool(); /* fork safety: see pyce_threads.h */
-        const int chunk = block_chunk(bs, a->c);
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, block_chunk(bs, a->c)) num_threads(nt)
         for (int64_t b = 0; b < nblocks; b++)
             SFX(pyce_softmax_block)(a, b * bs, (b + 1) * bs < rows ? (b + 1) * bs : rows);
     }
