@@ -866,52 +866,41 @@ PYCE_TGT_AVX2 static void x8_array(const float *x, float *out, int64_t n, int lo
 }
 #endif
 
-int pyce_log1p_x8_array_f32(const float *x, float *out, int64_t n)
+/* One of the four wrappers below: wide (AVX-512, 16 lanes) or not (AVX2, 8),
+ * exp or log1p; 0, touching nothing, without the ISA. */
+static int vector_array(int wide, int log, const float *x, float *out, int64_t n)
 {
 #if PYCE_SMALL_X86
-    if (have_avx2()) {
-        x8_array(x, out, n, 1);
+    if (wide ? have_avx512() : have_avx2()) {
+        if (wide)
+            x16_array(x, out, n, log);
+        else
+            x8_array(x, out, n, log);
         return 1;
     }
 #endif
-    (void)x; (void)out; (void)n;
-    return 0;
-}
-
-int pyce_expneg_x8_array_f32(const float *x, float *out, int64_t n)
-{
-#if PYCE_SMALL_X86
-    if (have_avx2()) {
-        x8_array(x, out, n, 0);
-        return 1;
-    }
-#endif
-    (void)x; (void)out; (void)n;
+    (void)wide; (void)log; (void)x; (void)out; (void)n;
     return 0;
 }
 
 int pyce_expneg_x16_array_f32(const float *x, float *out, int64_t n)
 {
-#if PYCE_SMALL_X86
-    if (have_avx512()) {
-        x16_array(x, out, n, 0);
-        return 1;
-    }
-#endif
-    (void)x; (void)out; (void)n;
-    return 0;
+    return vector_array(1, 0, x, out, n);
 }
 
 int pyce_log1p_x16_array_f32(const float *x, float *out, int64_t n)
 {
-#if PYCE_SMALL_X86
-    if (have_avx512()) {
-        x16_array(x, out, n, 1);
-        return 1;
-    }
-#endif
-    (void)x; (void)out; (void)n;
-    return 0;
+    return vector_array(1, 1, x, out, n);
+}
+
+int pyce_expneg_x8_array_f32(const float *x, float *out, int64_t n)
+{
+    return vector_array(0, 0, x, out, n);
+}
+
+int pyce_log1p_x8_array_f32(const float *x, float *out, int64_t n)
+{
+    return vector_array(0, 1, x, out, n);
 }
 
 /* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks); none

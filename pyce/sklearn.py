@@ -775,8 +775,9 @@ def _shuffled(order, rs):
     random_state=rs)`` (its ``resample`` without replacement: one ``rs.shuffle``
     of ``arange(n)``, then indexing), so the epochs take scikit-learn's batches;
     without its per-call parameter validation (about 0.2 ms a call timed inside
-    the digits fit, 6.4-7.8 ms of a 115 ms fit; 0.1 ms in a warm loop). tests/sklearn/test_sklearn.py checks it against the
-    installed scikit-learn's shuffle."""
+    the digits fit, 6.4-7.8 ms of a 115 ms fit; 0.1 ms in a warm loop).
+    tests/sklearn/test_sklearn.py checks it against the installed scikit-learn's
+    shuffle."""
     idx = np.arange(order.shape[0])
     rs.shuffle(idx)
     return order[idx]
