@@ -7,10 +7,13 @@
  * weight into the row weight (w = class_weight[y] * sample_weight[i], g =
  * grad_scale * grad_output[i] * w), so with sample weights their results can
  * differ from ce_lanes_plain's (which multiplies the sample weight last) by
- * rounding.  The float32 few-class paths (AVX-512 and AVX2) form the
- * gradient coefficients in float32 from float32 row sums
- * (small_row_grad_coefs_f32x16 / _f32x8 below), so its results differ from the lanes path by rounding
- * (tests/loss/test_small_classes.py compares the paths at the README bound).
+ * rounding.  The few-class paths form the gradient
+ * coefficients from row sums without the target term (so), one division per
+ * row: in float32 from float32 sums (small_row_grad_coefs_f32x16 / _f32x8
+ * below), in float64 in double (_f64x8), so their results differ from the
+ * lanes path's (small_row_grad_coefs) by rounding, and keep the target entry
+ * where the lanes path's cancels (tests/loss/test_small_classes.py compares
+ * the paths at the README bound).
  */
 #ifndef PYCE_CE_RULES_H
 #define PYCE_CE_RULES_H
@@ -49,9 +52,9 @@ PYCE_ALWAYS_INLINE double small_row_loss(int live, double w, double ls, double x
  * of e_y: when p_y is within ~1e-16 of 1 the entry is exactly 0 where the
  * true value is -g (1 - p_y) (logits [0, -123, -200], target 0: -3.8e-54 g;
  * the float64 NumPy reference gives 0 too), inside the README bound, which is
- * relative to the row's scale.  The float32 few-class forms below sum the
- * other classes separately (so) and keep that value while those exps are
- * above float32's smallest normal number. */
+ * relative to the row's scale.  The few-class forms below sum the other
+ * classes separately (so) and keep that value while those exps are above the
+ * dtype's smallest normal number. */
 PYCE_ALWAYS_INLINE void small_row_grad_coefs(double g, double ey, double s, double *pcd,
                                              double *fix)
 {
@@ -72,6 +75,16 @@ small_row_grad_coefs_f32x16(__m512 g, __m512 s, __m512 so, __mmask16 live, __m51
 {
     *q = _mm512_maskz_div_ps(live, g, s);
     *fix = _mm512_maskz_mul_ps(live, *q, _mm512_sub_ps(_mm512_setzero_ps(), so));
+}
+
+/* The same for 8 rows in float64 (the AVX-512 float64 few-class path), in
+ * double.  The caller's function must enable avx512f. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+small_row_grad_coefs_f64x8(__m512d g, __m512d s, __m512d so, __mmask8 live, __m512d *q,
+                           __m512d *fix)
+{
+    *q = _mm512_maskz_div_pd(live, g, s);
+    *fix = _mm512_maskz_mul_pd(live, *q, _mm512_sub_pd(_mm512_setzero_pd(), so));
 }
 
 /* The same for 8 rows in AVX2: live is all-ones in the lanes of rows that are

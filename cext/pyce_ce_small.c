@@ -50,8 +50,12 @@
  *   unpcklps, shufps, vperm2f128; compare vectors and blendv instead of
  *   masks; pyce_expneg_f32x8, the AVX-512 exp's polynomial with 2^n built
  *   from n's bits, bit for bit pyce_expneg_f32x16; pyce_log1p_f32x8).
- *   float64 (AVX-512, 8 rows, 8x8 blocks) keeps the older per-group form: row
- *   sums, log and gradient coefficients in double.
+ *   float64 (AVX-512, 8 rows, 8x8 blocks of masked row loads): the float32
+ *   group's steps in double, the losses formed per group: exp in registers
+ *   with pyce_expneg_f64x8 (a 16-entry table of 2^(j/16) looked up by one
+ *   vpermt2pd, then a degree-7 polynomial: 8 FMAs where the scalar exp has
+ *   a degree-13 one), so and s = so + e_y, log1p((e_y - 1) + so) with
+ *   pyce_log1p_f64x8, one division per row (small_row_grad_coefs_f64x8).
 
  * Vendor-specific choices, and why:
  *   - No gathers or scatters (the old lanes path compiled its transposes to
@@ -103,7 +107,11 @@
  *   (1.8 core cycles, the stand-alone prototype) is not reached: the exp's
  *   FMA work alone is ~0.5, and the "rest" did not yield to the attempts above.
  *   AVX2 float32 (PYCE_SMALL_ISA=avx2, same harness), 1024 x 10: 4.4 -> 3.1.
- *   float64 was not changed in this round (dominated by its degree-13 exp).
+ *   float64, 2026-12-02 (Python loop of the call, n_threads=1, best of 7,
+ *   the two builds run in turns, /tmp/ab64.py): 1024 x 10 fused 12.8-13.9 ->
+ *   9.1-10.9 us, forward 10.4-10.9 -> 7.7-10.3 us; 262144 x 10 fused 3.3-4.3
+ *   -> 2.4-2.7 ms.  Before, the exp went through a stack buffer with the
+ *   scalar degree-13 exp, and each row took three double divisions.
  *
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
  * __builtin_cpu_supports at every call (a load and a test); other CPUs and
@@ -123,10 +131,13 @@
  * ~7x margin in the worst case.  The results are no longer bitwise equal to
  * the lanes path (which sums and takes the log in double):
  * tests/loss/test_small_classes.py checks both against the float64 reference
- * at the README bound and against each other at rtol 1e-5.  float64 keeps
- * ce_lanes_plain's operations in the same order (row sums in double, g/s and
- * g (e_y - s)/s divided), bit for bit the lanes path where both compile the
- * exp alike.  Results are bitwise identical for every n_threads
+ * at the README bound and against each other at rtol 1e-5.  float64: the
+ * exp and log1p within 2 ulp (measured 1.02 and 1.9 against long double),
+ * the row sum in double, one rounding for q = g/s and one per entry: a few
+ * ulp of the exact value, and no longer bitwise the lanes path (which sums
+ * in class order, takes log(s) and forms the target entry as g (e_y - s)/s,
+ * cancelling where p_y ~ 1); the test compares them at rtol 1e-14 plus
+ * 2e-15 of the row's scale, and each against the reference.  Results are bitwise identical for every n_threads
  * (blocks are cut by the caller independently of threads; batches and groups
  * within a block are fixed).
  */
@@ -611,46 +622,40 @@ PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0
 
     __m512d m = V[0];
     for (int k = 1; k < C; k++)
-        m = _mm512_max_pd(V[k], m);
-    double eb[8 * 16] __attribute__((aligned(64)));
-    for (int k = 0; k < C; k++)
-        _mm512_store_pd(eb + 8 * k, _mm512_sub_pd(V[k], m));
-#pragma omp simd simdlen(8)
-    for (int j = 0; j < 8 * C; j++)
-        eb[j] = pyce_expneg_f64(eb[j]);
-    for (int k = 0; k < C; k++)
-        E[k] = _mm512_load_pd(eb + 8 * k);
+        m = _mm512_max_pd(V[k], m);   /* V[k] > m ? V[k] : m, as lanes_load_max */
 
-    __m512d s = _mm512_setzero_pd();
-    for (int k = 0; k < C; k++)
-        s = _mm512_add_pd(s, E[k]);
-
+    /* the float32 group's steps in double: exp(x - m) in registers, x_y and
+     * e_y picked by compare masks, so = the row sum without the target term,
+     * class by class */
     const __m256i yv = _mm256_loadu_si256((const __m256i *)p.y);
-    __mmask8 mk[16];
-    __m512d xy = _mm512_setzero_pd(), ey = _mm512_setzero_pd();
+    const __mmask8 live = (__mmask8)p.live;
+    __mmask8 nt[16];   /* lane r: row r computed and k != y_r */
+    __m512d xy = _mm512_setzero_pd(), ey = _mm512_setzero_pd(), so = _mm512_setzero_pd();
     for (int k = 0; k < C; k++) {
-        mk[k] = _mm256_cmpeq_epi32_mask(yv, _mm256_set1_epi32(k));
-        xy = _mm512_mask_mov_pd(xy, mk[k], V[k]);
-        ey = _mm512_mask_mov_pd(ey, mk[k], E[k]);
+        E[k] = pyce_expneg_f64x8(_mm512_sub_pd(V[k], m));
+        const __mmask8 is_y = _mm256_cmpeq_epi32_mask(yv, _mm256_set1_epi32(k));
+        nt[k] = _mm256_mask_cmpneq_epi32_mask(live, yv, _mm256_set1_epi32(k));
+        xy = _mm512_mask_mov_pd(xy, is_y, V[k]);
+        ey = _mm512_mask_mov_pd(ey, is_y, E[k]);
+        so = _mm512_mask_add_pd(so, nt[k], so, E[k]);
     }
 
-    double sv[8], mv[8], xyv[8], eyv[8], lossv[16], pcd[8], fixd[8];
-    _mm512_storeu_pd(sv, s);
+    /* log(s) = log1p((e_y - 1) + so), as in float32: a confident row's small
+     * loss keeps its relative accuracy */
+    double lsv[8], mv[8], xyv[8], lossv[8];
+    _mm512_storeu_pd(lsv, pyce_log1p_f64x8(_mm512_add_pd(_mm512_sub_pd(ey, _mm512_set1_pd(1.0)), so)));
     _mm512_storeu_pd(mv, m);
     _mm512_storeu_pd(xyv, xy);
-    _mm512_storeu_pd(eyv, ey);
 #pragma omp simd
     for (int r = 0; r < L; r++)
-        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], pyce_log_f64(sv[r]), xyv[r] - mv[r]);
+        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], lsv[r], xyv[r] - mv[r]);
 
     if (grad) {
-#pragma omp simd
-        for (int r = 0; r < L; r++)
-            small_row_grad_coefs(p.g[r], eyv[r], sv[r], &pcd[r], &fixd[r]);
-        const __mmask8 live = (__mmask8)p.live;
-        const __m512d pc = _mm512_loadu_pd(pcd), fix = _mm512_loadu_pd(fixd);
+        /* one division per row: q = g/s; p_k = q e_k; the target entry -q so */
+        __m512d q, fix;
+        small_row_grad_coefs_f64x8(_mm512_loadu_pd(p.g), _mm512_add_pd(so, ey), so, live, &q, &fix);
         for (int k = 0; k < C; k++)
-            V[k] = _mm512_mask_mov_pd(_mm512_maskz_mul_pd(live, E[k], pc), mk[k], fix);
+            V[k] = _mm512_mask_mul_pd(fix, nt[k], E[k], q);
         tr8_pd(V, R, C < 8 ? C : 8, L);
         if (C > 8)
             tr8_pd(V + 8, R + 8, C - 8, L);
@@ -840,8 +845,7 @@ static int have_avx2(void)
 
 #endif /* PYCE_SMALL_X86 */
 
-/* The AVX-512 and AVX2 exp and log1p of the float32 path
- * (pyce_exp.h) on arrays, for tests/loss/test_exp.py: return 0, touching
+/* The vector exp and log1p of the few-class paths (pyce_exp.h) on arrays, for tests/loss/test_exp.py: return 0, touching
  * nothing, on CPUs without the ISA (or builds without the x86 paths). */
 #if PYCE_SMALL_X86
 PYCE_TGT_AVX512 static void x16_array(const float *x, float *out, int64_t n, int log)
@@ -864,43 +868,66 @@ PYCE_TGT_AVX2 static void x8_array(const float *x, float *out, int64_t n, int lo
         memcpy(out + i, res, (size_t)m * sizeof(float));
     }
 }
+
+PYCE_TGT_AVX512 static void x8d_array(const double *x, double *out, int64_t n, int log)
+{
+    for (int64_t i = 0; i < n; i += 8) {
+        const __mmask8 k = n - i >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - i)) - 1u);
+        const __m512d v = _mm512_maskz_loadu_pd(k, x + i);
+        _mm512_mask_storeu_pd(out + i, k, log ? pyce_log1p_f64x8(v) : pyce_expneg_f64x8(v));
+    }
+}
 #endif
 
-/* One of the four wrappers below: wide (AVX-512, 16 lanes) or not (AVX2, 8),
- * exp or log1p; 0, touching nothing, without the ISA. */
-static int vector_array(int wide, int log, const float *x, float *out, int64_t n)
+enum { FORM_F32X8, FORM_F32X16, FORM_F64X8 };
+
+/* One of the wrappers below: a form (float32 AVX2, float32 AVX-512, float64
+ * AVX-512), exp or log1p; 0, touching nothing, without the form's ISA. */
+static int vector_array(int form, int log, const void *x, void *out, int64_t n)
 {
 #if PYCE_SMALL_X86
-    if (wide ? have_avx512() : have_avx2()) {
-        if (wide)
-            x16_array(x, out, n, log);
+    if (form == FORM_F32X8 ? have_avx2() : have_avx512()) {
+        if (form == FORM_F32X16)
+            x16_array((const float *)x, (float *)out, n, log);
+        else if (form == FORM_F32X8)
+            x8_array((const float *)x, (float *)out, n, log);
         else
-            x8_array(x, out, n, log);
+            x8d_array((const double *)x, (double *)out, n, log);
         return 1;
     }
 #endif
-    (void)wide; (void)log; (void)x; (void)out; (void)n;
+    (void)form; (void)log; (void)x; (void)out; (void)n;
     return 0;
 }
 
 int pyce_expneg_x16_array_f32(const float *x, float *out, int64_t n)
 {
-    return vector_array(1, 0, x, out, n);
+    return vector_array(FORM_F32X16, 0, x, out, n);
 }
 
 int pyce_log1p_x16_array_f32(const float *x, float *out, int64_t n)
 {
-    return vector_array(1, 1, x, out, n);
+    return vector_array(FORM_F32X16, 1, x, out, n);
 }
 
 int pyce_expneg_x8_array_f32(const float *x, float *out, int64_t n)
 {
-    return vector_array(0, 0, x, out, n);
+    return vector_array(FORM_F32X8, 0, x, out, n);
 }
 
 int pyce_log1p_x8_array_f32(const float *x, float *out, int64_t n)
 {
-    return vector_array(0, 1, x, out, n);
+    return vector_array(FORM_F32X8, 1, x, out, n);
+}
+
+int pyce_expneg_x8_array_f64(const double *x, double *out, int64_t n)
+{
+    return vector_array(FORM_F64X8, 0, x, out, n);
+}
+
+int pyce_log1p_x8_array_f64(const double *x, double *out, int64_t n)
+{
+    return vector_array(FORM_F64X8, 1, x, out, n);
 }
 
 /* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks); none

@@ -285,6 +285,92 @@ pyce_log1p_f32x8(__m256 t)
     const __m256 lf = _mm256_fmadd_ps(z, _mm256_mul_ps(z2, p), _mm256_add_ps(z, z));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(e), _mm256_set1_ps(PYCE_LN2_F), lf);
 }
+
+/* The vector exp and log1p of the float64 AVX-512 few-class path
+ * (pyce_ce_small.c, 8 rows per group).
+ *
+ * pyce_expneg_f64x8, for x <= 0 and NaN: n16 = round(16 x / ln 2) by the
+ * 1.5*2^52 trick, r = x - n16 (ln2/16) in two FMA steps (fdlibm's split of
+ * ln 2, divided by 16: n16 ln2_hi/16 is exact), |r| <= ln2/32; then
+ * exp(x) = 2^(n16 >> 4) T[n16 & 15] exp(r) with T[j] = 2^(j/16) (the table
+ * below, each entry correctly rounded; one vpermt2pd looks it up from t's
+ * low bits) and exp(r) = 1 + r q(r), q the Taylor polynomial to r^6
+ * (truncation r^8/8! < 1.3e-18 relative at |r| = ln2/32): the result is
+ * T + (T r) q in one FMA, scaled by vscalefpd (floor(n16/16) = n16 >> 4).
+ * 8 FMAs and a lookup instead of the scalar exp's degree-13 polynomial.
+ * Below lo the result is exactly +0, NaN stays NaN, exp(0) = 1 exactly.
+ * Error: the table's rounding (<= 0.5 ulp of T) plus the final FMA's;
+ * tests/loss/test_exp.py measures within 2 ulp of the float64 exp over
+ * [-708, 0] (through pyce_expneg_x8_array_f64).
+ *
+ * pyce_log1p_f64x8, for t = s - 1 >= 0 (s a row sum, at most 16): the float32
+ * form's method (1 + t = 2^e f, f in [0.75, 1.5), log f = 2 atanh(z) with
+ * z = (t + 1 - 2^e)/(t + 1 + 2^e)), the series summed to z^23 (truncation
+ * < 1e-18 relative), e ln 2 added in two FMAs (fdlibm's split).  NaN
+ * propagates.  Within 2 ulp (tests/loss/test_exp.py, through
+ * pyce_log1p_x8_array_f64).  The caller's function must enable avx512f. */
+#define PYCE_EXPD_LO (-708.3964185322641)  /* exp(lo) ~ 2.2e-308, the smallest normal */
+#define PYCE_LN2_HI_D 6.93147180369123816490e-01  /* fdlibm split of ln 2 */
+#define PYCE_LN2_LO_D 1.90821492927058770002e-10
+static inline __attribute__((always_inline, target("avx512f"))) __m512d
+pyce_expneg_f64x8(__m512d x)
+{
+    /* 2^(j/16), j = 0..7 and 8..15, correctly rounded */
+    const __m512d t0 = _mm512_setr_pd(0x1p+0, 0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0,
+                                      0x1.2387a6e756238p+0, 0x1.306fe0a31b715p+0,
+                                      0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0,
+                                      0x1.5ab07dd485429p+0);
+    const __m512d t1 = _mm512_setr_pd(0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0,
+                                      0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
+                                      0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0,
+                                      0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0);
+    const __m512d magic = _mm512_set1_pd(6755399441055744.0);  /* 1.5 * 2^52 */
+    const __mmask8 keep = _mm512_cmp_pd_mask(x, _mm512_set1_pd(PYCE_EXPD_LO), _CMP_NLT_UQ);
+    const __m512d t = _mm512_fmadd_pd(x, _mm512_set1_pd(16.0 * 1.4426950408889634074), magic);
+    const __m512d n16 = _mm512_sub_pd(t, magic);
+    __m512d r = _mm512_fnmadd_pd(n16, _mm512_set1_pd(PYCE_LN2_HI_D / 16.0), x);
+    r = _mm512_fnmadd_pd(n16, _mm512_set1_pd(PYCE_LN2_LO_D / 16.0), r);
+    /* t's low mantissa bits hold n16 (offset 2^51): bits 0-3 pick T[n16 & 15] */
+    const __m512d T = _mm512_permutex2var_pd(t0, _mm512_castpd_si512(t), t1);
+    __m512d q = _mm512_set1_pd(1.0 / 5040.0);
+    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 720.0));
+    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 120.0));
+    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 24.0));
+    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0 / 6.0));
+    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(0.5));
+    q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(1.0));
+    const __m512d y = _mm512_fmadd_pd(_mm512_mul_pd(T, r), q, T);
+    return _mm512_maskz_scalef_pd(keep, y, _mm512_mul_pd(n16, _mm512_set1_pd(0.0625)));
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) __m512d
+pyce_log1p_f64x8(__m512d t)
+{
+    const __m512d one = _mm512_set1_pd(1.0);
+    const __m512d u = _mm512_add_pd(one, t);
+    const __m512d e = _mm512_sub_pd(
+        _mm512_getexp_pd(u),
+        _mm512_getexp_pd(_mm512_getmant_pd(u, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_src)));
+    const __m512d p2 = _mm512_scalef_pd(one, e);
+    const __m512d z = _mm512_div_pd(_mm512_add_pd(t, _mm512_sub_pd(one, p2)),
+                                    _mm512_add_pd(t, _mm512_add_pd(one, p2)));
+    const __m512d z2 = _mm512_mul_pd(z, z);
+    /* q = sum of 2 z2^(k-1)/(2k+1), k = 1..11, by Horner from the top */
+    __m512d p = _mm512_set1_pd(2.0 / 23.0);
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 21.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 19.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 17.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 15.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 13.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 11.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 9.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 7.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 5.0));
+    p = _mm512_fmadd_pd(p, z2, _mm512_set1_pd(2.0 / 3.0));
+    const __m512d lf = _mm512_fmadd_pd(z, _mm512_mul_pd(z2, p), _mm512_add_pd(z, z));
+    return _mm512_fmadd_pd(e, _mm512_set1_pd(PYCE_LN2_HI_D),
+                           _mm512_fmadd_pd(e, _mm512_set1_pd(PYCE_LN2_LO_D), lf));
+}
 #endif
 
 #endif /* PYCE_EXP_H */

@@ -69,13 +69,13 @@ def test_log_special_values():
 # pyce_expneg_f32x16, pyce_log1p_f32x16), called through their array wrappers in
 # cext/pyce_ce_small.c; on CPUs without AVX-512 the wrappers decline (skip) ----
 
-def _x16(name, x):
+def _x16(name, x, dtype=np.float32):
     import ctypes
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=dtype)
     out = np.full_like(x, -1.0)
     fn = getattr(ctypes.CDLL(_ce.__file__), name)
     fn.restype = ctypes.c_int
-    ptr = ctypes.POINTER(ctypes.c_float)
+    ptr = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
     ok = fn(x.ctypes.data_as(ptr), out.ctypes.data_as(ptr), ctypes.c_int64(x.size))
     if not ok:
         pytest.skip(f"{name}: this CPU lacks its ISA (the few-class path does not use it)")
@@ -135,3 +135,38 @@ def test_log1p_x16_and_x8_error_bound(wrapper):
     assert np.all(got[~pos] == 0)
     special = _x16(wrapper, np.array([np.nan, 1.0, 15.0], np.float32))
     assert np.isnan(special[0]) and special[1] == np.float32(np.log(2.0))
+
+
+# ---- the AVX-512 float64 few-class path's exp and log1p (pyce_expneg_f64x8,
+# pyce_log1p_f64x8), against long double (x86: 64-bit significand) ----
+
+def _ulp64(got, exact):
+    """|got - exact| in ulps of float64 at exact (exact in long double)."""
+    spacing = np.spacing(np.abs(exact).astype(np.float64)).astype(np.longdouble)
+    return np.abs(got.astype(np.longdouble) - exact) / spacing
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an 80-bit long double")
+def test_exp_f64x8_error_bound():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([-np.geomspace(1e-300, 708.39, 2_000_000),
+                        np.linspace(-708.39, 0, 2_000_000), -rng.uniform(0, 1, 1_000_000)])
+    got = _x16("pyce_expneg_x8_array_f64", x, np.float64)
+    err = _ulp64(got, np.exp(x.astype(np.longdouble)))
+    assert err.max() <= 2.0, f"max error {float(err.max()):.2f} ulp at x = {x[err.argmax()]!r}"
+    special = _x16("pyce_expneg_x8_array_f64",
+                   np.array([0.0, -0.0, -np.inf, np.nan, -708.4, -1e300]), np.float64)
+    assert special[0] == 1 and special[1] == 1 and np.isnan(special[3])
+    assert special[2] == 0 and special[4] == 0 and special[5] == 0
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an 80-bit long double")
+def test_log1p_f64x8_error_bound():
+    t = np.concatenate([np.linspace(0, 15, 3_000_001), np.geomspace(1e-300, 1, 1_000_000)])
+    got = _x16("pyce_log1p_x8_array_f64", t, np.float64)
+    pos = t > 0
+    err = _ulp64(got[pos], np.log1p(t[pos].astype(np.longdouble)))
+    assert err.max() <= 2.0, f"max error {float(err.max()):.2f} ulp at t = {t[pos][err.argmax()]!r}"
+    assert np.all(got[~pos] == 0)
+    special = _x16("pyce_log1p_x8_array_f64", np.array([np.nan, 1.0, 15.0]), np.float64)
+    assert np.isnan(special[0]) and special[1] == np.log(2.0) and special[2] == np.log(16.0)
