@@ -197,8 +197,11 @@ def _products_cifar(x, update=False):
     products and two input-gradient products (the first layer's is skipped);
     the weight gradients go into preallocated arrays (as pyce's layers write
     them into .grad or the momentum buffer), the other results are new arrays
-    (as the layers' np.matmul calls make them). Rows are contiguous slices:
-    no gather.
+    (as the layers' np.matmul calls make them). Weights are stored as
+    pyce.nn.Linear stores them: shape (out, in), Fortran-ordered, so the
+    forward products are x @ W.T with W.T C-ordered and the weight gradients
+    are written as their transposes, x.T @ g. Rows are contiguous slices: no
+    gather.
 
     update=True adds the least an SGD momentum step can cost on top: each
     weight gradient goes by one gemm straight into its momentum buffer
@@ -208,7 +211,8 @@ def _products_cifar(x, update=False):
     from pyce import _blas
     rng = np.random.default_rng(1)
     sizes = CIFAR_SIZES
-    ws = [rng.standard_normal((o, i)).astype(np.float32) for i, o in zip(sizes, sizes[1:])]
+    ws = [np.asfortranarray(rng.standard_normal((o, i)), np.float32)
+          for i, o in zip(sizes, sizes[1:])]
     # with update the momentum buffers start at zero (beta scales what they hold)
     gs = [np.zeros_like(w) if update else np.empty_like(w) for w in ws]
     gemm, axpy = _blas.gemm(np.float32), _blas.axpy(np.float32)
@@ -218,11 +222,11 @@ def _products_cifar(x, update=False):
 
     def weight_grad(i, g, a):
         if not update:
-            np.matmul(g.T, a, out=gs[i])
+            np.matmul(a.T, g, out=gs[i].T)
             return
-        out, inp = ws[i].shape  # gs[i] is the momentum buffer: C-contiguous, like W
-        gemm(101, 112, 111, out, inp, g.shape[0], 1.0, g.ctypes.data, out, a.ctypes.data,
-             a.strides[0] // 4, MOMENTUM, gs[i].ctypes.data, inp)
+        out, inp = ws[i].shape  # gs[i] is the momentum buffer: Fortran-ordered, like W
+        gemm(101, 112, 111, inp, out, g.shape[0], 1.0, a.ctypes.data, a.strides[0] // 4,
+             g.ctypes.data, out, MOMENTUM, gs[i].ctypes.data, out)
 
     def epoch():
         for s in range(0, n, CIFAR_BATCH):

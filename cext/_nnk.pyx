@@ -135,19 +135,30 @@ def column_sum(cnp.ndarray g, cnp.ndarray out, bint accumulate):
             pyce_column_sum_f32(<const float *>_p(g), <float *>_p(out), rows, cols, accumulate)
 
 
+cdef bint _in_p_order(cnp.ndarray p, cnp.ndarray a):
+    """a is contiguous in p's memory order (C, or Fortran for a Fortran-ordered p):
+    the kernels walk both arrays' memory in step."""
+    if cnp.PyArray_IS_C_CONTIGUOUS(p):
+        return cnp.PyArray_IS_C_CONTIGUOUS(a)
+    return cnp.PyArray_IS_F_CONTIGUOUS(a)
+
+
 cdef int _check_state(cnp.ndarray p, object arr, str what, str name) except -1:
-    """arr must be a C-contiguous, writeable-if-state array like p (same dtype and shape)."""
+    """arr must be an array like p (same dtype and shape), contiguous in p's
+    memory order, writeable if it is state."""
     if not isinstance(arr, cnp.ndarray):
         raise TypeError(f"parameter {name!r}: {what} must be a NumPy array, got "
                         f"{type(arr).__name__}")
     cdef cnp.ndarray a = <cnp.ndarray>arr
-    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(p) or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(p) or not _in_p_order(p, a) \
             or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(p) \
             or not cnp.PyArray_SAMESHAPE(a, p):
         po, ao = <object>p, <object>a  # Python views for the message
-        raise ValueError(f"parameter {name!r}: {what} must be a C-contiguous {po.dtype} array "
-                         f"of shape {po.shape} like the parameter, got {ao.dtype} {ao.shape}"
-                         f"{'' if ao.flags.c_contiguous else ' (not C-contiguous)'}")
+        order = "C" if po.flags.c_contiguous else "Fortran"
+        ok = ao.flags.c_contiguous if order == "C" else ao.flags.f_contiguous
+        raise ValueError(f"parameter {name!r}: {what} must be a {order}-contiguous {po.dtype} "
+                         f"array of shape {po.shape} like the parameter, got {ao.dtype} "
+                         f"{ao.shape}{'' if ok else f' (not {order}-contiguous)'}")
     if what != "grad" and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"parameter {name!r}: {what} is read-only")
     return 0
@@ -158,8 +169,10 @@ cdef int _check_param(cnp.ndarray p, str name) except -1:
     if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
         raise TypeError(f"parameter {name!r}: data must be float32 or float64, got "
                         f"{(<object>p).dtype}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(p) or not cnp.PyArray_ISWRITEABLE(p):
-        raise ValueError(f"parameter {name!r}: data must be a writeable C-contiguous array")
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(p) or cnp.PyArray_IS_F_CONTIGUOUS(p)) \
+            or not cnp.PyArray_ISWRITEABLE(p):
+        raise ValueError(f"parameter {name!r}: data must be a writeable contiguous array "
+                         f"(C- or Fortran-ordered)")
     return 0
 
 

@@ -749,7 +749,7 @@ class _EpochContext:
                                   self.g_buf[:yb.shape[0]])
         scale = self._batch_weight(yb, swb)
         if s.alpha:
-            sq = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in self.weights)
+            sq = sum(float(np.dot(v, v)) for v in (w.data.ravel("K") for w in self.weights))
             loss += 0.5 * s.alpha * sq / scale
         if not math.isfinite(loss):
             self._diverged(opt, xb, loss, epoch, b)

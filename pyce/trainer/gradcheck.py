@@ -240,10 +240,17 @@ def _directions(a, max_per_param, directions, rng):
     return "directions", dirs
 
 
+def _order(p):
+    """'F' for a Fortran-ordered p.data (Linear's weights), else 'C': the order
+    whose reshape(-1) of p.data is a view, the one entries are numbered in."""
+    d = p.data
+    return "F" if d.flags.f_contiguous and not d.flags.c_contiguous else "C"
+
+
 def _central(objective, p, orig, u, h):
     """(L(p + h u) - L(p - h u)) / (2 h); u an entry index or a unit vector.
     p.data is restored bit for bit afterwards."""
-    flat = p.data.reshape(-1)  # a view: writing it perturbs the model
+    flat = p.data.reshape(-1, order=_order(p))  # a view: writing it perturbs the model
     if isinstance(u, int):
         flat[u] = orig[u] + h
         lp = objective(p)
@@ -274,10 +281,10 @@ def _compare(objective, p, analytic, opts, rng):
     result: a wrong gradient is wrong at every step, a ReLU kink within h of
     the point is crossed 10 and 100 times less often by the smaller steps."""
     eps, rtol, atol, max_per_param, directions = opts
-    a = analytic.reshape(-1)
+    a = analytic.reshape(-1, order=_order(p))  # entries in p.data's memory order
     mode, dirs = _directions(a, max_per_param, directions, rng)
     floor = max(float(np.linalg.norm(a)) / math.sqrt(a.size) if a.size else 0.0, atol)
-    orig = p.data.reshape(-1).copy()
+    orig = p.data.reshape(-1, order=_order(p)).copy()
     ana = np.array([a[u] if mode == "entries" else float(a @ u) for u in dirs])
     num = np.empty(len(dirs))
     rel = np.zeros(len(dirs))

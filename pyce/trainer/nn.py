@@ -122,8 +122,14 @@ class Parameter:
             if self.sink is not None and self.sink(self, a, b):
                 self.fused = 1
                 return
-            np.matmul(a, b, out=self._grad)
+            if _f_only(self._grad):  # (a @ b).T = b.T @ a.T into the C-ordered transpose
+                np.matmul(b.T, a.T, out=self._grad.T)
+            else:
+                np.matmul(a, b, out=self._grad)
             self._grad_pending_zero = False
+        elif _f_only(self._grad):
+            gt = self._grad.T
+            gt += np.matmul(b.T, a.T)
         else:
             self._grad += np.matmul(a, b)
 
@@ -143,6 +149,12 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def _f_only(a):
+    """True for a Fortran-ordered array that is not also C-ordered (a 2-D
+    weight's layout: see Linear)."""
+    return a.flags.f_contiguous and not a.flags.c_contiguous
 
 
 def _is_c_array(a, dtype, ndim):
@@ -258,6 +270,17 @@ class Linear(Module):
     backward(grad) accumulates grad.T @ x into weight.grad and grad.sum(0)
     into bias.grad and returns grad @ weight (skipped with input_grad=False,
     which Sequential uses for its first layer).
+
+    Memory layout: weight.data (and its grad and optimizer state) has PyTorch's
+    shape (out_features, in_features) but is stored Fortran-ordered, i.e. as a
+    C-ordered (in_features, out_features) array (scikit-learn's coefs_ layout):
+    then the forward product x @ weight.T is a BLAS product of two untransposed
+    operands, which OpenBLAS computes faster than the transposed form (float32,
+    this project's AMD EPYC: 128 x 3072 @ 3072 x 512 2.26 ms against 2.48 ms,
+    64 x 64 @ 64 x 256 12.8 against 16.7 us; the CIFAR-shaped epoch's products
+    6-14% faster). Values, shapes, state_dict() (C-ordered copies) and
+    load_state_dict() are unchanged; every pyce path also accepts a C-ordered
+    weight assigned by the caller.
     """
 
     def __init__(self, in_features, out_features, *, bias=True, dtype=np.float32, rng=None,
@@ -268,7 +291,7 @@ class Linear(Module):
         gen = _as_generator(rng)
         std = kaiming_gain(nonlinearity) / math.sqrt(self.in_features)
         w = gen.standard_normal((self.out_features, self.in_features)) * std
-        self.weight = Parameter(w.astype(self.dtype), "weight")
+        self.weight = Parameter(np.asfortranarray(w, dtype=self.dtype), "weight")
         self.bias = Parameter(np.zeros(self.out_features, self.dtype), "bias") if bias else None
         self._x = None
 

@@ -26,6 +26,23 @@ from pyce._validate import check_nonneg_scalar
 __all__ = ["Optimizer", "SGD", "Adam"]
 
 
+def _same_order(a, b):
+    """a and b are both C-contiguous or both Fortran-contiguous: the optimizers'
+    one-pass kernels run over their memory in step."""
+    return (a.flags.c_contiguous and b.flags.c_contiguous) or \
+        (a.flags.f_contiguous and b.flags.f_contiguous)
+
+
+def _in_order_of(p, g):
+    """g, or a copy of it in p's memory order when g is an array of p's shape
+    stored the other way (a gradient the caller assigned); anything else is
+    passed on for the kernel to reject with its message."""
+    if type(g) is np.ndarray and type(p) is np.ndarray and g.shape == p.shape \
+            and not _same_order(p, g) and (p.flags.c_contiguous or p.flags.f_contiguous):
+        return np.array(g, order="C" if p.flags.c_contiguous else "F")
+    return g
+
+
 class Optimizer:
     """Base of SGD and Adam: the parameter list, lr, zero_grad and the state dict.
 
@@ -99,7 +116,8 @@ class Optimizer:
                     if arr.shape != p.data.shape:
                         raise ValueError(f"state_dict[{key!r}] has shape {arr.shape}, the "
                                          f"parameter has {p.data.shape}")
-                    bufs[i] = arr.astype(p.data.dtype, copy=True)
+                    bufs[i] = np.empty_like(p.data)  # the parameter's memory order
+                    np.copyto(bufs[i], arr, casting="unsafe")
                 else:
                     bufs[i] = None
         self._after_load()
@@ -183,11 +201,14 @@ class SGD(Optimizer):
     def _gemm_into_buffer(self, i, w, a, b):
         """buf_i = momentum * buf_i + (1 - dampening) * (a @ b) by one gemm, or
         False when the operands do not suit it (a must be the transpose of a
-        C-contiguous array, b have unit-stride rows, both of w's dtype)."""
+        C-contiguous array, b have unit-stride rows, both of w's dtype; w and
+        its buffer C-ordered, or both Fortran-ordered as Linear stores weights:
+        then the gemm writes buf.T = b.T @ a.T, a C-ordered (in, out) array)."""
         at = a.T
         isz = w.itemsize
         if not (type(at) is np.ndarray and type(b) is np.ndarray and at.dtype == w.dtype
-                and b.dtype == w.dtype and at.flags.c_contiguous and w.flags.c_contiguous
+                and b.dtype == w.dtype and at.flags.c_contiguous
+                and (w.flags.c_contiguous or w.flags.f_contiguous)
                 and b.ndim == 2 and b.strides[1] == isz and b.strides[0] % isz == 0
                 and b.strides[0] >= b.shape[1] * isz and at.shape[0] == b.shape[0]
                 and (at.shape[1], b.shape[1]) == w.shape):
@@ -195,11 +216,18 @@ class SGD(Optimizer):
         buf = self._momentum_buffer[i]
         first = buf is None
         if first:
-            buf = self._momentum_buffer[i] = np.zeros_like(w)
+            buf = self._momentum_buffer[i] = np.zeros_like(w)  # w's memory order
+        if not _same_order(w, buf):
+            return False
         alpha, beta = (1.0, 0.0) if first else (1.0 - self.dampening, self.momentum)
         out, inp = w.shape
-        _blas.gemm(w.dtype)(101, 112, 111, out, inp, at.shape[0], alpha, at.ctypes.data, out,
-                            b.ctypes.data, b.strides[0] // isz, beta, buf.ctypes.data, inp)
+        gemm, ldb = _blas.gemm(w.dtype), b.strides[0] // isz
+        if w.flags.c_contiguous:  # buf (out, in) = at.T @ b
+            gemm(101, 112, 111, out, inp, at.shape[0], alpha, at.ctypes.data, out,
+                 b.ctypes.data, ldb, beta, buf.ctypes.data, inp)
+        else:                     # buf.T (in, out) = b.T @ at
+            gemm(101, 112, 111, inp, out, at.shape[0], alpha, b.ctypes.data, ldb,
+                 at.ctypes.data, out, beta, buf.ctypes.data, out)
         self._fused_first[i] = first
         return True
 
@@ -210,7 +238,7 @@ class SGD(Optimizer):
         c = self.weight_decay * (1.0 if self._fused_first[i] else 1.0 - self.dampening)
         buf, axpy = self._momentum_buffer[i], _blas.axpy(p.data.dtype)
         w = p.data
-        if c == 0 and axpy is not None and type(w) is np.ndarray and w.flags.c_contiguous \
+        if c == 0 and axpy is not None and type(w) is np.ndarray and _same_order(w, buf) \
                 and w.flags.writeable and w.shape == buf.shape and w.dtype == buf.dtype:
             # p -= lr * buf on the BLAS's own threads: the gemm just ran there, and
             # a second pool (OpenMP) would compete with its spinning workers
@@ -230,9 +258,11 @@ class SGD(Optimizer):
             first = mu != 0 and bufs[i] is None
             if first:
                 bufs[i] = np.empty_like(p.data)  # the kernel writes it: buf = d
+            elif mu != 0:
+                bufs[i] = _in_order_of(p.data, bufs[i])
             try:
-                _nnk.sgd_step(p.data, p.grad, bufs[i], lr, mu, damp, wd, self.nesterov,
-                              first, self._names[i])
+                _nnk.sgd_step(p.data, _in_order_of(p.data, p.grad), bufs[i], lr, mu, damp,
+                              wd, self.nesterov, first, self._names[i])
             except Exception:
                 if first:  # bad input: leave no uninitialized buffer behind
                     bufs[i] = None
@@ -289,6 +319,9 @@ class Adam(Optimizer):
         step_size = self.lr / (1.0 - b1 ** t)
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
         for i, p in enumerate(self.params):
-            _nnk.adam_step(p.data, p.grad, self._exp_avg[i], self._exp_avg_sq[i],
+            self._exp_avg[i] = _in_order_of(p.data, self._exp_avg[i])
+            self._exp_avg_sq[i] = _in_order_of(p.data, self._exp_avg_sq[i])
+            _nnk.adam_step(p.data, _in_order_of(p.data, p.grad), self._exp_avg[i],
+                           self._exp_avg_sq[i],
                            self.weight_decay, b1, b2, step_size, bc2_sqrt, self.eps,
                            self._names[i])

@@ -29,9 +29,10 @@ ADAM_OPTIONS = [dict(betas=b, weight_decay=wd, eps=eps)
                                                     [0.0, 0.1], [1e-8, 1e-3])]
 
 
-def _params(dtype, seed=0):
+def _params(dtype, seed=0, order="C"):
+    # order "F": the 2-D parameter Fortran-ordered, as Linear stores its weight
     rng = np.random.default_rng(seed)
-    return [nn.Parameter(rng.standard_normal(s).astype(dtype), f"p{i}")
+    return [nn.Parameter(np.array(rng.standard_normal(s), dtype, order=order), f"p{i}")
             for i, s in enumerate(SHAPES)]
 
 
@@ -76,10 +77,11 @@ def _adam_rule(p0, grads, lr, betas, eps, weight_decay):
     return p
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opts", SGD_OPTIONS, ids=str)
-def test_sgd_matches_float64_rule(dtype, opts):
-    ps = _params(dtype)
+def test_sgd_matches_float64_rule(dtype, opts, order):
+    ps = _params(dtype, order=order)
     p0 = [p.data.copy() for p in ps]
     opt = optim.SGD(ps, lr=0.1, **opts)
     _train(opt, ps, dtype)
@@ -89,10 +91,11 @@ def test_sgd_matches_float64_rule(dtype, opts):
         np.testing.assert_allclose(p.data, want, **TOL[dtype])
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opts", ADAM_OPTIONS, ids=str)
-def test_adam_matches_float64_rule(dtype, opts):
-    ps = _params(dtype)
+def test_adam_matches_float64_rule(dtype, opts, order):
+    ps = _params(dtype, order=order)
     p0 = [p.data.copy() for p in ps]
     opt = optim.Adam(ps, lr=0.01, **opts)
     _train(opt, ps, dtype)
@@ -207,7 +210,7 @@ def test_optimizer_zero_grad_then_step_uses_zero_gradient():
 
 @pytest.mark.parametrize("bad, match", [
     (lambda p: np.zeros(p.data.shape, np.float32), "grad must be a C-contiguous float64"),
-    (lambda p: np.zeros((4, 3)).T, "not C-contiguous"),
+    (lambda p: np.zeros((4, 3), np.float32).T, "grad must be a C-contiguous float64"),
     (lambda p: np.zeros(12), r"shape \(3, 4\)"),
     (lambda p: [[0.0] * 4] * 3, "grad must be a NumPy array"),
 ])
@@ -219,6 +222,36 @@ def test_bad_grad_is_a_clear_error_naming_the_parameter(bad, match):
             opt.step()
         assert e.match(match)
         np.testing.assert_array_equal(p.data, 1.0)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_gradient_and_state_in_the_other_memory_order_are_taken_as_values(order):
+    # a C- or Fortran-ordered parameter (Linear stores weights Fortran-ordered) with a
+    # gradient the caller assigned in the other order, or strided, and momentum
+    # buffers / Adam moments loaded while the parameter had the other order: the
+    # step uses their values (the same result as with matching arrays), never memory
+    rng = np.random.default_rng(5)
+    w0, g0 = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    other = "F" if order == "C" else "C"
+    for make in (lambda: optim.SGD, lambda: optim.Adam):
+        results = []
+        for g in (np.array(g0, order=order), np.array(g0, order=other),
+                  np.repeat(g0, 2, axis=1)[:, ::2]):
+            p = nn.Parameter(np.array(w0, order=order), "w")
+            opt = make()([p], lr=0.1, **({"momentum": 0.9} if make() is optim.SGD else {}))
+            for _ in range(2):
+                p.grad = g
+                opt.step()
+            state = opt.state_dict()
+            p.data = np.array(p.data, order=other)  # state now in the other order
+            p.grad = g
+            opt.step()
+            opt.load_state_dict(state)
+            p.grad = g
+            opt.step()
+            results.append(np.array(p.data))
+        for r in results[1:]:
+            np.testing.assert_array_equal(r, results[0])
 
 
 def test_failed_first_sgd_step_leaves_no_uninitialized_buffer():

@@ -24,8 +24,12 @@ def _batches(dtype, steps=4):
             for _ in range(steps)]
 
 
-def _train(opts, dtype, fused):
+def _train(opts, dtype, fused, order="F"):
     lin = nn.Linear(6, 4, dtype=dtype, rng=0)
+    assert lin.weight.data.flags.f_contiguous  # Linear's layout (its docstring)
+    if order == "C":  # a C-ordered weight the caller assigned takes the other gemm form
+        lin.weight.data = np.ascontiguousarray(lin.weight.data)
+        lin.weight.grad = np.zeros_like(lin.weight.data)
     opt = optim.SGD(lin.parameters(), lr=0.1, **opts)
     ctx = opt.fused_gradients() if fused else _null()
     with ctx:
@@ -45,11 +49,12 @@ class _null:
         return False
 
 
+@pytest.mark.parametrize("order", ["F", "C"])
 @pytest.mark.parametrize("opts", OPTIONS, ids=str)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_fused_steps_equal_the_plain_steps(opts, dtype):
-    plain, popt = _train(opts, dtype, fused=False)
-    fused, fopt = _train(opts, dtype, fused=True)
+def test_fused_steps_equal_the_plain_steps(opts, dtype, order):
+    plain, popt = _train(opts, dtype, fused=False, order=order)
+    fused, fopt = _train(opts, dtype, fused=True, order=order)
     tol = dict(rtol=1e-13, atol=1e-15) if dtype == np.float64 else dict(rtol=2e-6, atol=2e-7)
     for k, v in plain.state_dict().items():
         np.testing.assert_allclose(fused.state_dict()[k], v, **tol)
