@@ -452,7 +452,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             best = self._run(s, net, opt, train, val, class_weight, incremental, rs, blas)
         self._optimizer_state = opt.state_dict()
         source = best if best is not None else [p.data for p in net.parameters()]
-        self.coefs_ = [np.ascontiguousarray(w.T) for w in source[0::2]]
+        # copies in scikit-learn's (in, out) layout: w.T of a Linear weight is already
+        # C-ordered (see pyce.nn.Linear), and coefs_ must not alias the network's arrays
+        self.coefs_ = [w.T.copy(order="C") for w in source[0::2]]
         self.intercepts_ = [b.copy() for b in source[1::2]]
         return self
 

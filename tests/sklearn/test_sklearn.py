@@ -86,6 +86,20 @@ def test_label_types(blobs, kind):
     np.testing.assert_array_equal(clf.coefs_[-1], plain.coefs_[-1])
 
 
+def test_coefs_are_c_ordered_copies_of_their_own(blobs):
+    # pyce.nn.Linear keeps weights Fortran-ordered, so weight.T is already (in, out)
+    # C-ordered: coefs_ must still be copies, untouched by further training
+    x, y = blobs
+    clf = quiet(MLPClassifier(hidden_layer_sizes=(12,), max_iter=5, random_state=0).fit, x, y)
+    before = clf.coefs_
+    saved = [c.copy() for c in before]
+    assert all(c.flags.c_contiguous and c.flags.owndata for c in before)
+    quiet(clf.partial_fit, x, y)
+    for c, s in zip(before, saved):
+        np.testing.assert_array_equal(c, s)
+    assert any(not np.array_equal(c, s) for c, s in zip(clf.coefs_, saved))
+
+
 def test_binary_is_one_logistic_unit(blobs):
     x, y = blobs
     yb = np.where(y == 0, "no", "yes")
