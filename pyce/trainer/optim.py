@@ -9,10 +9,12 @@ per-parameter buffers are keyed '<buffer>/<parameter name>'.
 Each step is one fused pass per parameter in C (pyce._nnk, see
 cext/pyce_trainer_kernels.c): one read of param, grad and state and one write of
 param and state per element, no temporaries, no allocation per step. The
-arithmetic is done in the parameters' dtype (float32 or float64; data, grad
-and state must be C-contiguous arrays of that dtype and the parameter's
-shape, checked every step) with torch.optim's operations in torch.optim's
-order; results agree with torch to a few ulp per step (products may be
+arithmetic is done in the parameters' dtype (float32 or float64; data is a
+C- or Fortran-contiguous array -- pyce.nn.Linear keeps weights
+Fortran-ordered -- and grad and state arrays of that dtype and shape are
+walked in the same memory order: a grad assigned in the other order, or
+strided, is copied into it first; checked every step) with torch.optim's
+operations in torch.optim's order; results agree with torch to a few ulp per step (products may be
 fused with the following addition, as PyTorch's own CPU kernels do).
 """
 import contextlib
