@@ -45,6 +45,23 @@ def _in_order_of(p, g):
     return g
 
 
+def _run_step(kernel, p, arrays, args, name):
+    """kernel(p.data, *arrays, *args, name), one of pyce._nnk's fused steps. When
+    it rejects the arrays (its checks run before any write) and some of them are
+    stored in the other memory order than p.data (or strided), it runs once more
+    on copies in p.data's order. Returns the arrays it ran on, so an optimizer
+    keeps state it converted. The common case pays no check in Python."""
+    try:
+        kernel(p.data, *arrays, *args, name)
+        return arrays
+    except ValueError:
+        conv = tuple(_in_order_of(p.data, a) for a in arrays)
+        if all(c is a for c, a in zip(conv, arrays)):
+            raise
+    kernel(p.data, *conv, *args, name)
+    return conv
+
+
 class Optimizer:
     """Base of SGD and Adam: the parameter list, lr, zero_grad and the state dict.
 
@@ -208,9 +225,10 @@ class SGD(Optimizer):
         then the gemm writes buf.T = b.T @ a.T, a C-ordered (in, out) array)."""
         at = a.T
         isz = w.itemsize
+        wc = w.flags.c_contiguous
         if not (type(at) is np.ndarray and type(b) is np.ndarray and at.dtype == w.dtype
                 and b.dtype == w.dtype and at.flags.c_contiguous
-                and (w.flags.c_contiguous or w.flags.f_contiguous)
+                and (wc or w.flags.f_contiguous)
                 and b.ndim == 2 and b.strides[1] == isz and b.strides[0] % isz == 0
                 and b.strides[0] >= b.shape[1] * isz and at.shape[0] == b.shape[0]
                 and (at.shape[1], b.shape[1]) == w.shape):
@@ -219,12 +237,12 @@ class SGD(Optimizer):
         first = buf is None
         if first:
             buf = self._momentum_buffer[i] = np.zeros_like(w)  # w's memory order
-        if not _same_order(w, buf):
+        elif not (buf.flags.c_contiguous if wc else buf.flags.f_contiguous):
             return False
         alpha, beta = (1.0, 0.0) if first else (1.0 - self.dampening, self.momentum)
         out, inp = w.shape
         gemm, ldb = _blas.gemm(w.dtype), b.strides[0] // isz
-        if w.flags.c_contiguous:  # buf (out, in) = at.T @ b
+        if wc:                    # buf (out, in) = at.T @ b
             gemm(101, 112, 111, out, inp, at.shape[0], alpha, at.ctypes.data, out,
                  b.ctypes.data, ldb, beta, buf.ctypes.data, inp)
         else:                     # buf.T (in, out) = b.T @ at
@@ -260,11 +278,9 @@ class SGD(Optimizer):
             first = mu != 0 and bufs[i] is None
             if first:
                 bufs[i] = np.empty_like(p.data)  # the kernel writes it: buf = d
-            elif mu != 0:
-                bufs[i] = _in_order_of(p.data, bufs[i])
             try:
-                _nnk.sgd_step(p.data, _in_order_of(p.data, p.grad), bufs[i], lr, mu, damp,
-                              wd, self.nesterov, first, self._names[i])
+                _, bufs[i] = _run_step(_nnk.sgd_step, p, (p.grad, bufs[i]),
+                                       (lr, mu, damp, wd, self.nesterov, first), self._names[i])
             except Exception:
                 if first:  # bad input: leave no uninitialized buffer behind
                     bufs[i] = None
@@ -321,9 +337,6 @@ class Adam(Optimizer):
         step_size = self.lr / (1.0 - b1 ** t)
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
         for i, p in enumerate(self.params):
-            self._exp_avg[i] = _in_order_of(p.data, self._exp_avg[i])
-            self._exp_avg_sq[i] = _in_order_of(p.data, self._exp_avg_sq[i])
-            _nnk.adam_step(p.data, _in_order_of(p.data, p.grad), self._exp_avg[i],
-                           self._exp_avg_sq[i],
-                           self.weight_decay, b1, b2, step_size, bc2_sqrt, self.eps,
-                           self._names[i])
+            _, self._exp_avg[i], self._exp_avg_sq[i] = _run_step(
+                _nnk.adam_step, p, (p.grad, self._exp_avg[i], self._exp_avg_sq[i]),
+                (self.weight_decay, b1, b2, step_size, bc2_sqrt, self.eps), self._names[i])
