@@ -87,6 +87,16 @@ small_row_grad_coefs_f64x8(__m512d g, __m512d s, __m512d so, __mmask8 live, __m5
     *fix = _mm512_maskz_mul_pd(live, *q, _mm512_sub_pd(_mm512_setzero_pd(), so));
 }
 
+/* The same for 4 rows in float64 AVX2: live is all-ones in the lanes of rows
+ * that are computed.  The caller's function must enable avx2. */
+static inline __attribute__((always_inline, target("avx2"))) void
+small_row_grad_coefs_f64x4(__m256d g, __m256d s, __m256d so, __m256d live, __m256d *q,
+                           __m256d *fix)
+{
+    *q = _mm256_and_pd(live, _mm256_div_pd(g, s));
+    *fix = _mm256_and_pd(live, _mm256_mul_pd(*q, _mm256_sub_pd(_mm256_setzero_pd(), so)));
+}
+
 /* The same for 8 rows in AVX2: live is all-ones in the lanes of rows that are
  * computed.  The caller's function must enable avx2. */
 static inline __attribute__((always_inline, target("avx2"))) void

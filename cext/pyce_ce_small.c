@@ -6,15 +6,15 @@
  *
  * What is accelerated.  Class-index targets, no label smoothing, no z-loss,
  * 2-d (N, C) input (d = 1) with a contiguous class axis (rows may have any
- * stride), a contiguous-class-axis gradient, C <= 16, float32 (AVX-512 and
- * AVX2) and float64 (AVX-512), with or without a gradient, with class
+ * stride), a contiguous-class-axis gradient, C <= 16, float32 and float64
+ * (AVX-512 and AVX2), with or without a gradient, with class
  * weights, sample weights, grad_output, ignore_index and per-row losses
  * ('none').  Everything else stays on the existing lanes path (ce_lanes /
  * ce_lanes_plain): pyce_ce_small_* returns 0 for probability targets, label
  * smoothing, z-loss, (N, C, d...) inputs, strided class axes (e.g. a
  * Fortran-ordered out=), gradients beyond the dtype's range (|g| > T_MAX),
- * float64 on AVX2-only CPUs, and every CPU without AVX2 or compiler without
- * GCC/clang target attributes.
+ * and every CPU without AVX2 or compiler without GCC/clang target
+ * attributes.
  *
  * How (AVX-512, float32):
  *   1-2. one register per class, lane r = row r.  A dense group (16 whole
@@ -56,6 +56,19 @@
  *   vpermt2pd, then a degree-7 polynomial: 8 FMAs where the scalar exp has
  *   a degree-13 one), so and s = so + e_y, log1p((e_y - 1) + so) with
  *   pyce_log1p_f64x8, one division per row (small_row_grad_coefs_f64x8).
+ *   float64 AVX2: 4 rows a group (4x4 transposes of unpcklpd and vperm2f128),
+ *   the AVX2 float32 group's loads, blends and stores (rows loaded and
+ *   stored 4, 8, 12 or 16 doubles wide, a stack buffer where that would pass
+ *   the block; no vmaskmovpd), pyce_expneg_f64x4 (the scalar exp's degree-13
+ *   method in registers) and pyce_log1p_f64x4.  Before, such CPUs took the
+ *   lanes path, whose transposes compile to gathers.
+ *   The AVX2 groups store a row 8 or 16 floats (4 to 16 doubles) wide and
+ *   let the spill past its C entries land on the next row, which is stored
+ *   after it; only when the gradient rows are C apart: with strided gradient
+ *   rows (out= a column slice of a wider array) the spill would reach the
+ *   caller's memory between them, so each row goes through a buffer (before
+ *   2026-12-02 the float32 AVX2 group wrote there: fixed, tested by
+ *   test_strided_out_rows_leave_the_memory_between_them_alone).
 
  * Vendor-specific choices, and why:
  *   - No gathers or scatters (the old lanes path compiled its transposes to
@@ -112,6 +125,14 @@
  *   9.1-10.9 us, forward 10.4-10.9 -> 7.7-10.3 us; 262144 x 10 fused 3.3-4.3
  *   -> 2.4-2.7 ms.  Before, the exp went through a stack buffer with the
  *   scalar degree-13 exp, and each row took three double divisions.
+ *   float64 AVX2 against the lanes path it replaces, measured on this
+ *   machine with a build whose kernels have no x86-64-v4 clone (so the lanes
+ *   path runs its x86-64-v3 code, as on an AVX2-only CPU) and
+ *   PYCE_SMALL_ISA=avx2 against =none (loops of the call, one thread, best of
+ *   7, /tmp/ab2.py): 1024 x 10 fused 29.4-30.7 -> 21.0 us, forward 20.7-21.4
+ *   -> 17.2-17.4 us; 262144 x 10 fused 9.2-9.4 -> 5.2-6.2 ms, forward 7.0-7.3
+ *   -> 4.2 ms.  On Zen 2/3, where gathers are microcoded, the lanes path is
+ *   slower still (not measured here).
  *
  * Dispatch: per-ISA functions with __attribute__((target(...))) chosen with
  * __builtin_cpu_supports at every call (a load and a test); other CPUs and
@@ -511,8 +532,9 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
     }
 
 
-/* Rows [i0, i1) of C classes: groups of LANES rows, their losses summed 16
- * rows at a time from 0 and then added to the total, as the lanes paths do. */
+/* Rows [i0, i1) of C classes: groups of LANES rows (a group also gets the
+ * block's end row i1, see group_f64_avx2), their losses summed 16 rows at a
+ * time from 0 and then added to the total, as the lanes paths do. */
 #define PYCE_SMALL_ROWS(NAME, GROUP, LANES, C)                                            \
     static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
     {                                                                                     \
@@ -522,9 +544,9 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
             const int n16 = i1 - i < 16 ? (int)(i1 - i) : 16;                             \
             for (int j = 0; j < n16; j += LANES) {                                        \
                 if (n16 - j >= LANES)                                                     \
-                    GROUP(a, i + j, LANES, C, 1, lv + j);                                 \
+                    GROUP(a, i + j, LANES, i1, C, 1, lv + j);                             \
                 else                                                                      \
-                    GROUP(a, i + j, n16 - j, C, 0, lv + j);                               \
+                    GROUP(a, i + j, n16 - j, i1, C, 0, lv + j);                           \
             }                                                                             \
             total += small_sum_rows(lv, n16);                                             \
         }                                                                                 \
@@ -593,8 +615,10 @@ PYCE_TGT_AVX512 PYCE_INL void small_prep_plain8(const pyce_ce_args *a, int64_t i
 /* Rows i0 .. i0+nrows-1 (nrows <= 8; full: nrows == 8, a constant) with C
  * classes, float64; returns their loss sum. */
 PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
-                                               const int C, const int full, double *lv)
+                                               int64_t iend, const int C, const int full,
+                                               double *lv)
 {
+    (void)iend;  /* masked loads and stores: no access past the group's rows */
     enum { L = 8 };
     const int64_t sx = a->x_sn, sg = a->g_sn;
     const double *x = (const double *)a->x + i0 * sx;
@@ -787,11 +811,14 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
         if (C > 8)
             tr8_ps(V + 8, R + 8, C - 8, L);
         /* in order, so a row's spill into the next row is overwritten by that
-         * row; rows whose W floats pass the group's last row go through gb */
+         * row; rows whose W floats pass the group's last row, or would spill
+         * into the caller's memory between strided gradient rows, go through
+         * tmp */
         const int64_t sg = direct ? sg0 : 16;
         float *g = direct ? grad0 : gb;
+        const int spill_ok = !direct || sg0 == C || W <= C;
         for (int r = 0; r < L; r++) {
-            if (!direct || r * sg + W <= (L - 1) * sg + C) {
+            if (spill_ok && (!direct || r * sg + W <= (L - 1) * sg + C)) {
                 _mm256_storeu_ps(g + r * sg, R[r]);
                 if (W == 16)
                     _mm256_storeu_ps(g + r * sg + 8, R[8 + r]);
@@ -828,6 +855,144 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
     }
 
 PYCE_SMALL_ALL_C(f32_avx2, group_f32_avx2, 8, PYCE_TGT_AVX2, PYCE_SMALL_ROWS_END)
+
+/* ============================== AVX2, float64 ============================== */
+
+/* 4x4 transpose of doubles: out[k] lane r = in[r] lane k (unpcklpd/unpckhpd,
+ * vperm2f128); inputs nin.. do not matter, only outputs < nout are formed. */
+PYCE_TGT_AVX2 PYCE_INL void tr4_pd(const __m256d *in, __m256d *out, const int nin, const int nout)
+{
+    const __m256d i1 = nin > 1 ? in[1] : in[0], i2 = nin > 2 ? in[2] : in[0];
+    const __m256d i3 = nin > 3 ? in[3] : in[0];
+    const __m256d t0 = _mm256_unpacklo_pd(in[0], i1);   /* [r0 c0, r1 c0 | r0 c2, r1 c2] */
+    const __m256d t1 = _mm256_unpackhi_pd(in[0], i1);   /* [r0 c1, r1 c1 | r0 c3, r1 c3] */
+    const __m256d t2 = _mm256_unpacklo_pd(i2, i3);
+    const __m256d t3 = _mm256_unpackhi_pd(i2, i3);
+    out[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    if (nout > 1)
+        out[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    if (nout > 2)
+        out[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    if (nout > 3)
+        out[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+/* small_prep for 4 whole rows without weights or grad_output, vectorized. */
+PYCE_TGT_AVX2 PYCE_INL void small_prep_plain4(const pyce_ce_args *a, int64_t i0, small_rows *p)
+{
+    const __m256i t = _mm256_loadu_si256((const __m256i *)(a->target + i0));
+    const __m256i ign = _mm256_cmpeq_epi64(t, _mm256_set1_epi64x(a->ignore_index));
+    /* y (int32, -1 when ignored): the low halves of the int64 lanes */
+    const __m256i y = _mm256_or_si256(t, ign);
+    const __m256i lo = _mm256_permutevar8x32_epi32(y, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    _mm_storeu_si128((__m128i *)p->y, _mm256_castsi256_si128(lo));
+    const __m256d keep = _mm256_castsi256_pd(_mm256_xor_si256(ign, _mm256_set1_epi64x(-1)));
+    _mm256_storeu_pd(p->w, _mm256_and_pd(keep, _mm256_set1_pd(1.0)));
+    _mm256_storeu_pd(p->g, _mm256_and_pd(keep, _mm256_set1_pd(a->grad_scale)));
+    p->live = (uint32_t)_mm256_movemask_pd(keep);
+}
+
+/* Rows i0 .. i0+nrows-1 (nrows <= 4) with C classes, rows of the block end
+ * before row iend: the float32 AVX2 group's steps in double, 4 rows a group
+ * (one per 64-bit lane), each row loaded and stored as 4, 8, 12 or 16 doubles
+ * from its start; a group whose loads would pass the block's last row, or a
+ * partial group, goes through a stack buffer (no vmaskmovpd: microcoded on
+ * AMD).  exp and log1p: pyce_expneg_f64x4 / pyce_log1p_f64x4, the values of
+ * the AVX-512 path's x8 forms. */
+PYCE_TGT_AVX2 PYCE_INL void group_f64_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
+                                           int64_t iend, const int C, const int full,
+                                           double *lv)
+{
+    enum { L = 4 };
+    const int NQ = (C + 3) / 4, W = 4 * NQ;   /* doubles loaded and stored per row */
+    const int64_t sx0 = a->x_sn, sg0 = a->g_sn;
+    double *grad0 = a->grad ? (double *)a->grad + i0 * sg0 : NULL;
+    const double *x = (const double *)a->x + i0 * sx0;
+    int64_t sx = sx0;
+    double xb[4 * 16] __attribute__((aligned(32)));
+    double gb[4 * 16] __attribute__((aligned(32)));
+    if (full)
+        nrows = L;
+    const int direct = nrows == L && (i0 + L - 1) * sx0 + W <= (iend - 1) * sx0 + C;
+    if (!direct) {
+        memset(xb, 0, sizeof xb);
+        for (int r = 0; r < nrows; r++)
+            memcpy(xb + 16 * r, x + r * sx0, (size_t)C * sizeof(double));
+        x = xb;
+        sx = 16;
+    }
+    small_rows p;
+    if (full && !a->class_weight && !a->sample_weight && !a->grad_output)
+        small_prep_plain4(a, i0, &p);
+    else
+        small_prep(a, i0, nrows, L, &p);
+
+    __m256d R[16], V[16], E[16];
+    for (int q = 0; q < NQ; q++) {
+        for (int r = 0; r < L; r++)
+            R[4 * q + r] = _mm256_loadu_pd(x + r * sx + 4 * q);
+        tr4_pd(R + 4 * q, V + 4 * q, L, C - 4 * q < 4 ? C - 4 * q : 4);
+    }
+
+    __m256d m = V[0];
+    for (int k = 1; k < C; k++)
+        m = _mm256_max_pd(V[k], m);   /* V[k] > m ? V[k] : m, as lanes_load_max */
+    for (int k = 0; k < C; k++)
+        E[k] = pyce_expneg_f64x4(_mm256_sub_pd(V[k], m));
+
+    const __m256i yv = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)p.y));
+    const __m256d live = _mm256_castsi256_pd(_mm256_cmpgt_epi64(yv, _mm256_set1_epi64x(-1)));
+    __m256d mk[16];
+    __m256d xy = _mm256_setzero_pd(), ey = _mm256_setzero_pd(), so = _mm256_setzero_pd();
+    for (int k = 0; k < C; k++) {
+        mk[k] = _mm256_castsi256_pd(_mm256_cmpeq_epi64(yv, _mm256_set1_epi64x(k)));
+        xy = _mm256_blendv_pd(xy, V[k], mk[k]);
+        ey = _mm256_blendv_pd(ey, E[k], mk[k]);
+        so = _mm256_add_pd(so, _mm256_andnot_pd(mk[k], E[k]));
+    }
+    double lsv[4], mv[4], xyv[4], lossv[4];
+    _mm256_storeu_pd(lsv, pyce_log1p_f64x4(_mm256_add_pd(_mm256_sub_pd(ey, _mm256_set1_pd(1.0)), so)));
+    _mm256_storeu_pd(mv, m);
+    _mm256_storeu_pd(xyv, xy);
+    for (int r = 0; r < L; r++)
+        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], lsv[r], xyv[r] - mv[r]);
+
+    if (grad0) {
+        __m256d q, fix;
+        small_row_grad_coefs_f64x4(_mm256_loadu_pd(p.g), _mm256_add_pd(so, ey), so, live, &q,
+                                   &fix);
+        for (int k = 0; k < C; k++)
+            V[k] = _mm256_blendv_pd(_mm256_and_pd(_mm256_mul_pd(E[k], q), live), fix, mk[k]);
+        for (int q4 = 0; q4 < NQ; q4++)
+            tr4_pd(V + 4 * q4, R + 4 * q4, C - 4 * q4 < 4 ? C - 4 * q4 : 4, L);
+        /* as the float32 group: in order, spills only into the next row */
+        const int64_t sg = direct ? sg0 : 16;
+        double *g = direct ? grad0 : gb;
+        const int spill_ok = !direct || sg0 == C || W <= C;
+        for (int r = 0; r < L; r++) {
+            if (spill_ok && (!direct || r * sg + W <= (L - 1) * sg + C)) {
+                for (int q4 = 0; q4 < NQ; q4++)
+                    _mm256_storeu_pd(g + r * sg + 4 * q4, R[4 * q4 + r]);
+            } else {
+                double tmp[16];
+                for (int q4 = 0; q4 < NQ; q4++)
+                    _mm256_storeu_pd(tmp + 4 * q4, R[4 * q4 + r]);
+                memcpy(g + r * sg, tmp, (size_t)C * sizeof(double));
+            }
+        }
+        if (!direct)
+            for (int r = 0; r < nrows; r++)
+                memcpy(grad0 + r * sg0, gb + 16 * r, (size_t)C * sizeof(double));
+    }
+    double *loss_out = (double *)a->loss;
+    for (int r = 0; r < nrows; r++) {
+        if (loss_out)
+            loss_out[i0 + r] = lossv[r];
+        lv[r] = lossv[r];
+    }
+}
+
+PYCE_SMALL_ALL_C(f64_avx2, group_f64_avx2, 4, PYCE_TGT_AVX2, PYCE_SMALL_ROWS)
 
 static int have_avx512(void)
 {
@@ -877,22 +1042,38 @@ PYCE_TGT_AVX512 static void x8d_array(const double *x, double *out, int64_t n, i
         _mm512_mask_storeu_pd(out + i, k, log ? pyce_log1p_f64x8(v) : pyce_expneg_f64x8(v));
     }
 }
+
+PYCE_TGT_AVX2 static void x4d_array(const double *x, double *out, int64_t n, int log)
+{
+    for (int64_t i = 0; i < n; i += 4) {
+        double in[4] = {0}, res[4];
+        const int m = n - i >= 4 ? 4 : (int)(n - i);
+        memcpy(in, x + i, (size_t)m * sizeof(double));
+        const __m256d v = _mm256_loadu_pd(in);
+        _mm256_storeu_pd(res, log ? pyce_log1p_f64x4(v) : pyce_expneg_f64x4(v));
+        memcpy(out + i, res, (size_t)m * sizeof(double));
+    }
+}
 #endif
 
-enum { FORM_F32X8, FORM_F32X16, FORM_F64X8 };
+enum { FORM_F32X8, FORM_F32X16, FORM_F64X8, FORM_F64X4 };
 
 /* One of the wrappers below: a form (float32 AVX2, float32 AVX-512, float64
- * AVX-512), exp or log1p; 0, touching nothing, without the form's ISA. */
+ * AVX-512, float64 AVX2), exp or log1p; 0, touching nothing, without the
+ * form's ISA. */
 static int vector_array(int form, int log, const void *x, void *out, int64_t n)
 {
 #if PYCE_SMALL_X86
-    if (form == FORM_F32X8 ? have_avx2() : have_avx512()) {
+    const int avx2 = form == FORM_F32X8 || form == FORM_F64X4;
+    if (avx2 ? have_avx2() : have_avx512()) {
         if (form == FORM_F32X16)
             x16_array((const float *)x, (float *)out, n, log);
         else if (form == FORM_F32X8)
             x8_array((const float *)x, (float *)out, n, log);
-        else
+        else if (form == FORM_F64X8)
             x8d_array((const double *)x, (double *)out, n, log);
+        else
+            x4d_array((const double *)x, (double *)out, n, log);
         return 1;
     }
 #endif
@@ -928,6 +1109,16 @@ int pyce_expneg_x8_array_f64(const double *x, double *out, int64_t n)
 int pyce_log1p_x8_array_f64(const double *x, double *out, int64_t n)
 {
     return vector_array(FORM_F64X8, 1, x, out, n);
+}
+
+int pyce_expneg_x4_array_f64(const double *x, double *out, int64_t n)
+{
+    return vector_array(FORM_F64X4, 0, x, out, n);
+}
+
+int pyce_log1p_x4_array_f64(const double *x, double *out, int64_t n)
+{
+    return vector_array(FORM_F64X4, 1, x, out, n);
 }
 
 /* PYCE_SMALL_ISA=none|avx2|avx512 caps the choice (tests, benchmarks); none
@@ -1008,6 +1199,10 @@ int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *los
 #if PYCE_SMALL_X86
     if (small_isa() == 2) {
         *loss_sum = f64_avx512_table[a->c](a, i0, i1);
+        return 1;
+    }
+    if (small_isa() == 1) {
+        *loss_sum = f64_avx2_table[a->c](a, i0, i1);
         return 1;
     }
 #endif

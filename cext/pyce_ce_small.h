@@ -40,5 +40,8 @@ int pyce_log1p_x8_array_f32(const float *x, float *out, int64_t n);
 /* The float64 AVX-512 path's exp and log1p: 1, or 0 without AVX-512. */
 int pyce_expneg_x8_array_f64(const double *x, double *out, int64_t n);
 int pyce_log1p_x8_array_f64(const double *x, double *out, int64_t n);
+/* The float64 AVX2 path's: 1, or 0 without AVX2 and FMA. */
+int pyce_expneg_x4_array_f64(const double *x, double *out, int64_t n);
+int pyce_log1p_x4_array_f64(const double *x, double *out, int64_t n);
 
 #endif /* PYCE_CE_SMALL_H */

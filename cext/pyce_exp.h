@@ -343,6 +343,83 @@ pyce_expneg_f64x8(__m512d x)
     return _mm512_maskz_scalef_pd(keep, y, _mm512_mul_pd(n16, _mm512_set1_pd(0.0625)));
 }
 
+/* The same two for 4 doubles in AVX2 + FMA (the float64 AVX2 few-class
+ * path).  pyce_expneg_f64x4 is the scalar pyce_expneg_f64's method (|r| <=
+ * ln2/2, the degree-13 Taylor polynomial, 2^n built from n's bits; 13 FMAs):
+ * without vpermt2pd the x8 form's table lookup takes four vpermps and three
+ * blends, and the kernel measured no faster with it (2026-12-02), so the
+ * simpler form; its values are not the x8 form's bit for bit, both are within
+ * 2 ulp (tests/loss/test_exp.py).  2^n (n >= -1022 for x >= lo, a normal
+ * number) multiplies with one rounding.  pyce_log1p_f64x4 is the x8 form's
+ * method with e and 2^e from the bits of the rounded 1 + t (no
+ * vgetexppd/vgetmantpd): the same values bit for bit.  The caller's function
+ * must enable avx2 and fma. */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256d
+pyce_expneg_f64x4(__m256d x)
+{
+    const __m256d magic = _mm256_set1_pd(6755399441055744.0);  /* 1.5 * 2^52 */
+    const __m256d keep = _mm256_cmp_pd(x, _mm256_set1_pd(PYCE_EXPD_LO), _CMP_NLT_UQ);
+    const __m256d t = _mm256_fmadd_pd(x, _mm256_set1_pd(1.4426950408889634074), magic);
+    const __m256d n = _mm256_sub_pd(t, magic);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(PYCE_LN2_HI_D), x);
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(PYCE_LN2_LO_D), r);
+    /* exp(r) = 1 + r + r^2 q(r), q = sum of r^k / (k + 2)!, k = 0..11 */
+    __m256d q = _mm256_set1_pd(1.0 / 6227020800.0);
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 479001600.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 39916800.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 3628800.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 362880.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 40320.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 5040.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 720.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 120.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 24.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0 / 6.0));
+    q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(0.5));
+    const __m256d y = _mm256_fmadd_pd(_mm256_fmadd_pd(q, r, _mm256_set1_pd(1.0)), r,
+                                      _mm256_set1_pd(1.0));
+    /* t's low mantissa bits hold n (offset 2^51, dropped by the shift):
+     * (bits(t) + 1023) << 52 is the double 2^n for -1022 <= n <= 0 */
+    const __m256i e = _mm256_slli_epi64(
+        _mm256_add_epi64(_mm256_castpd_si256(t), _mm256_set1_epi64x(1023)), 52);
+    return _mm256_and_pd(_mm256_mul_pd(y, _mm256_castsi256_pd(e)), keep);
+}
+
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256d
+pyce_log1p_f64x4(__m256d t)
+{
+    const __m256d one = _mm256_set1_pd(1.0);
+    const __m256i ub = _mm256_castpd_si256(_mm256_add_pd(one, t));
+    /* 1 + t = 2^e f, f in [0.75, 1.5): e is the exponent, plus 1 when the
+     * mantissa is >= 1.5 (its top fraction bit set) */
+    const __m256i e = _mm256_add_epi64(
+        _mm256_sub_epi64(_mm256_srli_epi64(ub, 52), _mm256_set1_epi64x(1023)),
+        _mm256_srli_epi64(_mm256_and_si256(ub, _mm256_set1_epi64x(1LL << 51)), 51));
+    const __m256d p2 = _mm256_castsi256_pd(
+        _mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52));
+    const __m256d z = _mm256_div_pd(_mm256_add_pd(t, _mm256_sub_pd(one, p2)),
+                                    _mm256_add_pd(t, _mm256_add_pd(one, p2)));
+    const __m256d z2 = _mm256_mul_pd(z, z);
+    __m256d p = _mm256_set1_pd(2.0 / 23.0);
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 21.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 19.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 17.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 15.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 13.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 11.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 9.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 7.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 5.0));
+    p = _mm256_fmadd_pd(p, z2, _mm256_set1_pd(2.0 / 3.0));
+    const __m256d lf = _mm256_fmadd_pd(z, _mm256_mul_pd(z2, p), _mm256_add_pd(z, z));
+    /* e (small) as a double by the magic trick */
+    const __m256d magic = _mm256_set1_pd(6755399441055744.0);
+    const __m256d ed = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_add_epi64(e, _mm256_castpd_si256(magic))), magic);
+    return _mm256_fmadd_pd(ed, _mm256_set1_pd(PYCE_LN2_HI_D),
+                           _mm256_fmadd_pd(ed, _mm256_set1_pd(PYCE_LN2_LO_D), lf));
+}
+
 static inline __attribute__((always_inline, target("avx512f"))) __m512d
 pyce_log1p_f64x8(__m512d t)
 {

@@ -146,27 +146,45 @@ def _ulp64(got, exact):
     return np.abs(got.astype(np.longdouble) - exact) / spacing
 
 
-@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an 80-bit long double")
-def test_exp_f64x8_error_bound():
+def _exp64_points():
     rng = np.random.default_rng(3)
-    x = np.concatenate([-np.geomspace(1e-300, 708.39, 2_000_000),
-                        np.linspace(-708.39, 0, 2_000_000), -rng.uniform(0, 1, 1_000_000)])
-    got = _x16("pyce_expneg_x8_array_f64", x, np.float64)
+    return np.concatenate([-np.geomspace(1e-300, 708.39, 2_000_000),
+                           np.linspace(-708.39, 0, 2_000_000), -rng.uniform(0, 1, 1_000_000)])
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an 80-bit long double")
+@pytest.mark.parametrize("wrapper", ["pyce_expneg_x8_array_f64", "pyce_expneg_x4_array_f64"])
+def test_exp_f64x8_and_x4_error_bound(wrapper):
+    # the AVX-512 (x8) and AVX2 (x4) forms of the float64 few-class paths
+    x = _exp64_points()
+    got = _x16(wrapper, x, np.float64)
     err = _ulp64(got, np.exp(x.astype(np.longdouble)))
     assert err.max() <= 2.0, f"max error {float(err.max()):.2f} ulp at x = {x[err.argmax()]!r}"
-    special = _x16("pyce_expneg_x8_array_f64",
-                   np.array([0.0, -0.0, -np.inf, np.nan, -708.4, -1e300]), np.float64)
+    special = _x16(wrapper, np.array([0.0, -0.0, -np.inf, np.nan, -708.4, -1e300]), np.float64)
     assert special[0] == 1 and special[1] == 1 and np.isnan(special[3])
     assert special[2] == 0 and special[4] == 0 and special[5] == 0
 
 
+def test_log1p_f64x4_equals_x8_bit_for_bit():
+    # the AVX2 form takes e and 2^e from the bits of 1 + t where the AVX-512 form has
+    # vgetexppd / vgetmantpd: the same values (the two exps differ: see pyce_exp.h)
+    t = np.concatenate([np.linspace(0, 15, 1_000_001), np.geomspace(1e-300, 1, 100_000),
+                        [np.nan]])
+    a = _x16("pyce_log1p_x8_array_f64", t, np.float64)
+    b = _x16("pyce_log1p_x4_array_f64", t, np.float64)
+    nan = np.isnan(a)
+    np.testing.assert_array_equal(a.view(np.uint64)[~nan], b.view(np.uint64)[~nan])
+    assert nan[-1] and np.isnan(b[nan]).all()
+
+
 @pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an 80-bit long double")
-def test_log1p_f64x8_error_bound():
+@pytest.mark.parametrize("wrapper", ["pyce_log1p_x8_array_f64", "pyce_log1p_x4_array_f64"])
+def test_log1p_f64x8_and_x4_error_bound(wrapper):
     t = np.concatenate([np.linspace(0, 15, 3_000_001), np.geomspace(1e-300, 1, 1_000_000)])
-    got = _x16("pyce_log1p_x8_array_f64", t, np.float64)
+    got = _x16(wrapper, t, np.float64)
     pos = t > 0
     err = _ulp64(got[pos], np.log1p(t[pos].astype(np.longdouble)))
     assert err.max() <= 2.0, f"max error {float(err.max()):.2f} ulp at t = {t[pos][err.argmax()]!r}"
     assert np.all(got[~pos] == 0)
-    special = _x16("pyce_log1p_x8_array_f64", np.array([np.nan, 1.0, 15.0]), np.float64)
+    special = _x16(wrapper, np.array([np.nan, 1.0, 15.0]), np.float64)
     assert np.isnan(special[0]) and special[1] == np.log(2.0) and special[2] == np.log(16.0)

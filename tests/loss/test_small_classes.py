@@ -175,6 +175,22 @@ def test_strided_rows_out_and_in_place(c, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [1, 3, 5, 8, 10, 11, 13, 16])
+def test_strided_out_rows_leave_the_memory_between_them_alone(c, dtype):
+    # out= a column slice of a wider array: the gradient rows are c + 6 apart and the
+    # 6 entries between them are the caller's (the AVX2 groups store 8 or 16 floats /
+    # 4..16 doubles per row: such a store must not reach them)
+    rng = np.random.default_rng(11)
+    x = _logits(rng, 70, c, dtype)
+    t = rng.integers(0, c, 70)
+    big = np.full((70, c + 6), 7.0, dtype)
+    loss, g = pyce.cross_entropy_and_grad(x, t, out=big[:, :c])
+    assert np.all(big[:, c:] == 7.0)
+    ref_loss, ref_g = pyce.cross_entropy_and_grad(x, t)
+    assert loss == ref_loss and np.array_equal(big[:, :c], ref_g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [1, 3, 8, 10, 11, 16])
 def test_agrees_with_the_lanes_path(c, dtype):
     # A Fortran-ordered out= (class axis strided) is left to the older general lanes
