@@ -147,7 +147,9 @@ def scenario_never_parallel(name):
     from pyce import _ce
     pyce.cross_entropy(np.zeros((4, 3), np.float32), np.zeros(4, np.int64))
     started = _ce.threads_info()["pool_started"]
-    with mp.get_context("fork").Pool(2) as pool:
+    # maxtasksperchild=1: each job in a process of its own, whose first threaded
+    # call must start the pool (two jobs in one worker would find it started)
+    with mp.get_context("fork").Pool(2, maxtasksperchild=1) as pool:
         children = pool.map(_child, [(name, 2), (name, 2)])
     return {"parent_started_before_fork": started, "parent": _call(name, 2),
             "children": children}
@@ -156,7 +158,7 @@ def scenario_never_parallel(name):
 def scenario_start_method(method, name):
     """The parent uses threads, then `method` children call `name` with 2 threads."""
     digest = _parent_uses_threads(name)
-    with mp.get_context(method).Pool(2) as pool:
+    with mp.get_context(method).Pool(2, maxtasksperchild=1) as pool:  # as above
         return {"parent": digest, "children": pool.map(_child, [(name, 2), (name, 2)])}
 
 
