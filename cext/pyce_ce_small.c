@@ -120,6 +120,18 @@
  *   (1.8 core cycles, the stand-alone prototype) is not reached: the exp's
  *   FMA work alone is ~0.5, and the "rest" did not yield to the attempts above.
  *   AVX2 float32 (PYCE_SMALL_ISA=avx2, same harness), 1024 x 10: 4.4 -> 3.1.
+ *   Operation count (2026-12-02), one dense AVX-512 group, C = 10 (16 rows,
+ *   160 elements), zmm operations: loads 32, transposes 34 in and 34 out,
+ *   max 9, x - m 10, exp 110 (11 a class), target masks and picks 50 (5 a
+ *   class), row sum, log1p and the batch's stores ~22, gradient 13, stores
+ *   32, target preparation and the batch's losses ~30: ~376, 2.35 an
+ *   element.  At Zen 4's ~1.5 zmm operations a cycle that is ~1.6 cycles an
+ *   element, as measured.  Issue 13's 262144 x 10 goal (2x a copy with two
+ *   threads) needs ~1.15 cycles, ~270 operations a group, of which the exp
+ *   and the transposes alone take ~180: a design with far fewer operations
+ *   an element, not tuning of this one.  A 16-entry-table float32 exp counts
+ *   12 operations, not fewer (the lookup and the 2^(n/16) split cost what the
+ *   shorter polynomial saves).
  *   float64, 2026-12-02 (Python loop of the call, n_threads=1, best of 7,
  *   the two builds run in turns, /tmp/ab64.py): 1024 x 10 fused 12.8-13.9 ->
  *   9.1-10.9 us, forward 10.4-10.9 -> 7.7-10.3 us; 262144 x 10 fused 3.3-4.3
