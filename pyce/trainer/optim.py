@@ -14,8 +14,9 @@ C- or Fortran-contiguous array -- pyce.nn.Linear keeps weights
 Fortran-ordered -- and grad and state arrays of that dtype and shape are
 walked in the same memory order: a grad assigned in the other order, or
 strided, is copied into it first; checked every step) with torch.optim's
-operations in torch.optim's order; results agree with torch to a few ulp per step (products may be
-fused with the following addition, as PyTorch's own CPU kernels do).
+operations in torch.optim's order; results agree with torch to a few ulp per
+step (products may be fused with the following addition, as PyTorch's own CPU
+kernels do).
 """
 import contextlib
 import math
