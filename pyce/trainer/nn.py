@@ -280,7 +280,9 @@ class Linear(Module):
     64 x 64 @ 64 x 256 12.8 against 16.7 us; the CIFAR-shaped epoch's products
     6-14% faster). Values, shapes, state_dict() (C-ordered copies) and
     load_state_dict() are unchanged; every pyce path also accepts a C-ordered
-    weight assigned by the caller.
+    weight assigned by the caller. Perturbing entries by hand: weight.data.reshape(-1)
+    and .ravel() are copies of a Fortran-ordered array (writes to them do not
+    reach the model); index weight.data itself or use the view .ravel("K").
     """
 
     def __init__(self, in_features, out_features, *, bias=True, dtype=np.float32, rng=None,
