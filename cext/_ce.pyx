@@ -267,11 +267,12 @@ cdef object _fast_grad(cnp.ndarray xa, object out, int typenum, int64_t n, int64
 
 
 def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode,
-            double grad_output=1.0):
+            double grad_output=1.0, double label_smoothing=0.0):
     """The commonest call, with its checks done here at C speed: x a C-contiguous
     (N, C) float32/float64 array, target a contiguous int64 (N,) array, no
-    weights, smoothing or z-loss, out None or a C-contiguous array of x's shape
-    and dtype not overlapping x.  mode 0: loss; 1: gradient; 2: (loss, gradient).
+    weights or z-loss, label smoothing in [0, 1], out None or a C-contiguous
+    array of x's shape and dtype not overlapping x.  mode 0: loss; 1: gradient;
+    2: (loss, gradient).
 
     Returns None whenever any of that does not hold, or a target is out of
     range: the caller then takes the general path, which raises the right error.
@@ -293,7 +294,8 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     c = cnp.PyArray_DIM(xa, 1)
     red = _fast_reduction(reduction, mode)
     nt = _fast_threads(n_threads)
-    if c < 1 or cnp.PyArray_DIM(ta, 0) != n or red < 0 or nt < 0:
+    if c < 1 or cnp.PyArray_DIM(ta, 0) != n or red < 0 or nt < 0 or not (
+            0.0 <= label_smoothing <= 1.0):
         return None
     g = None if mode == 0 else _fast_grad(xa, out, typenum, n, c)
     if g is False:
@@ -319,6 +321,7 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     a.class_weight_sum = <double>c
     a.class_weight_abs_sum = <double>c
     a.ignore_index = ignore_index
+    a.label_smoothing = label_smoothing
     a.n_threads = <int>nt
     with nogil:
         total = pyce_ce_f64(&a) if typenum == cnp.NPY_DOUBLE else pyce_ce_f32(&a)

@@ -4,14 +4,14 @@
  *
  * DESIGN NOTE
  *
- * What is accelerated.  Class-index targets, no label smoothing, no z-loss,
- * 2-d (N, C) input (d = 1) with a contiguous class axis (rows may have any
- * stride), a contiguous-class-axis gradient, C <= 16, float32 and float64
- * (AVX-512 and AVX2), with or without a gradient, with class
- * weights, sample weights, grad_output, ignore_index and per-row losses
+ * What is accelerated.  Class-index targets, no z-loss, 2-d (N, C) input
+ * (d = 1) with a contiguous class axis (rows may have any stride), a
+ * contiguous-class-axis gradient, C <= 16, float32 and float64 (AVX-512 and
+ * AVX2), with or without a gradient, with class weights or label smoothing
+ * (not both), sample weights, grad_output, ignore_index and per-row losses
  * ('none').  Everything else stays on the existing lanes path (ce_lanes /
  * ce_lanes_plain): pyce_ce_small_* returns 0 for probability targets, label
- * smoothing, z-loss, (N, C, d...) inputs, strided class axes (e.g. a
+ * smoothing with class weights, z-loss, (N, C, d...) inputs, strided class axes (e.g. a
  * Fortran-ordered out=), gradients beyond the dtype's range (|g| > T_MAX),
  * and every CPU without AVX2 or compiler without GCC/clang target
  * attributes.
@@ -44,6 +44,19 @@
  *      x_y - m in double, as it can overflow float), 16-row partial
  *      sums in row order.  Batching takes the log's latency off each group's
  *      critical path.
+ *   Label smoothing eps (every function twice, NAME_table[1][C]: the
+ *      smoothing is a constant of the code, so the plain case pays nothing):
+ *      the group also sums d_k = x_k - m (all <= 0, so no cancellation;
+ *      float32 rows whose sum is not finite, e.g. 3e38 - -3e38, are summed
+ *      again in double from the logits, as ce_row_prep does), the gradient is
+ *      p_k q - b with b = g eps/c and the target entry
+ *      g ((pcoef - tw) e_y - tw so)/s - b (small_row_grad_coefs_smooth_*),
+ *      and the loss pcoef log(s) - tw (x_y - m) - eps/c sum_k d_k
+ *      (small_row_loss_smooth): ce_row_prep's rule with every class weight 1.
+ *      Class weights make the smoothing share per class: those calls keep the
+ *      lanes path.  About 10 more operations per group (one add and one
+ *      blend per class): 1024 x 10 float32 takes about 10% longer than
+ *      without smoothing, where the lanes path took 5x as long.
  *   All rows of a group are loaded before any store, and a store writes only
  *   its row's C entries, so overwrite_input (gradient in place) is safe.
  *   float32 AVX2: the same steps with 8 rows per group (8x8 transposes of
@@ -224,7 +237,7 @@ PYCE_ALWAYS_INLINE void small_prep(const pyce_ce_args *a, int64_t i0, int nrows,
 static int small_handles(const pyce_ce_args *a)
 {
     return a->target && !a->target_prob && a->c >= 1 && a->c <= 16 && a->d == 1 &&
-           a->label_smoothing == 0.0 && a->z_loss == 0.0 && a->x_sc == 1 &&
+           (a->label_smoothing == 0.0 || !a->class_weight) && a->z_loss == 0.0 && a->x_sc == 1 &&
            (!a->grad || a->g_sc == 1);
 }
 
@@ -311,8 +324,25 @@ PYCE_TGT_AVX512 PYCE_INL void small_prep_plain16(const pyce_ce_args *a, int64_t 
 typedef struct {
     float ls[PYCE_SMALL_BATCH], xy[PYCE_SMALL_BATCH], m[PYCE_SMALL_BATCH];
     double w[PYCE_SMALL_BATCH];
+    double sd[PYCE_SMALL_BATCH];   /* label smoothing: sum_k (x_k - m) */
     int32_t y[PYCE_SMALL_BATCH];
 } small_batch;
+
+/* sum_k (x_k - m) in double, as ce_row_prep forms it, for the rows of a
+ * float32 group in the bit set rows (whose float32 sum is not finite: a -inf
+ * or NaN logit, or x_k - m beyond float's range); x: the group's rows, sx
+ * apart, read before any gradient store. */
+static void small_sd_rows_f32(const float *x, int64_t sx, int C, const float *m, uint32_t rows,
+                              double *sd)
+{
+    for (int r = 0; rows; r++, rows >>= 1)
+        if (rows & 1) {
+            double t = 0.0;
+            for (int k = 0; k < C; k++)
+                t += (double)x[r * sx + k] - (double)m[r];
+            sd[r] = t;
+        }
+}
 
 /* Dense groups (16 whole rows, C consecutive floats apart, 8 < C <= 16): the
  * classes 0-7 and 8-15 of a row are transposed apart, each as two 8x8
@@ -389,7 +419,7 @@ PYCE_TGT_AVX512 PYCE_INL void tr8x2_back_ps(const __m512 *in, __m512 *Z, const i
  * classes: the gradient, and lanes j .. j+15 of the batch b. */
 PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
                                                const int C, const int full, small_batch *b,
-                                               int j)
+                                               int j, const int sm, const small_smooth *smv)
 {
     enum { L = 16 };
     const int64_t sx = a->x_sn;
@@ -438,8 +468,11 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
     const __mmask16 live = (__mmask16)p.live;
     __mmask16 nt[16];   /* lane r: row r computed and k != y_r */
     __m512 xy = _mm512_setzero_ps(), ey = _mm512_setzero_ps(), so = _mm512_setzero_ps();
+    __m512 sd = _mm512_setzero_ps();   /* label smoothing: sum_k (x_k - m) */
     for (int k = 0; k < C; k++) {
         const __m512 dk = _mm512_sub_ps(V[k], m);
+        if (sm)
+            sd = _mm512_add_ps(sd, dk);
         E[k] = pyce_expneg_f32x16(dk);
         const __mmask16 is_y = _mm512_cmpeq_epi32_mask(yv, _mm512_set1_epi32(k));
         nt[k] = _mm512_mask_cmpneq_epi32_mask(live, yv, _mm512_set1_epi32(k));
@@ -459,6 +492,15 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
     _mm512_store_pd(b->w + j, _mm512_loadu_pd(p.w));
     _mm512_store_pd(b->w + j + 8, _mm512_loadu_pd(p.w + 8));
     _mm512_store_si512((void *)(b->y + j), yv);
+    if (sm) {
+        /* every d_k <= 0: no cancellation in float32; rows where the sum is
+         * not finite are summed again in double */
+        _mm512_store_pd(b->sd + j, _mm512_cvtps_pd(_mm512_castps512_ps256(sd)));
+        _mm512_store_pd(b->sd + j + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(sd, 1)));
+        const __mmask16 wide = _mm512_mask_cmp_ps_mask(live, sd, _mm512_set1_ps(-FLT_MAX), _CMP_NGE_UQ);
+        if (wide)
+            small_sd_rows_f32(x, sx, C, b->m + j, wide, b->sd + j);
+    }
 
     if (grad) {
         /* one division per row: q = g/s; p_k = q e_k; the target entry
@@ -470,9 +512,17 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
             gv = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(_mm512_loadu_pd(p.g))),
                                     _mm512_cvtpd_ps(_mm512_loadu_pd(p.g + 8)), 1);
         __m512 q, fix;
-        small_row_grad_coefs_f32x16(gv, s, so, live, &q, &fix);
-        for (int k = 0; k < C; k++)
-            V[k] = _mm512_mask_mul_ps(fix, nt[k], E[k], q);
+        if (sm) {
+            /* label smoothing: p_k q - b, the target entry fix */
+            __m512 bs;
+            small_row_grad_coefs_smooth_f32x16(gv, s, so, ey, live, smv, &q, &bs, &fix);
+            for (int k = 0; k < C; k++)
+                V[k] = _mm512_mask_mov_ps(fix, nt[k], _mm512_fmsub_ps(E[k], q, bs));
+        } else {
+            small_row_grad_coefs_f32x16(gv, s, so, live, &q, &fix);
+            for (int k = 0; k < C; k++)
+                V[k] = _mm512_mask_mul_ps(fix, nt[k], E[k], q);
+        }
         if (dense) {
             tr8x2_back_ps(V, R, 8);
             tr8x2_back_ps(V + 8, R + 8, C - 8);
@@ -505,13 +555,21 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
  * filled by its groups): losses w log(s) - w (x_y - m) in double
  * (small_row_loss), stored when asked, summed 16 rows at a time from 0 and
  * added to total in row order. */
-#define PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, nl, loss_out, total)                        \
+#define PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, nl, loss_out, total, SM, smv)              \
     do {                                                                                  \
         double lossv[PYCE_SMALL_BATCH] __attribute__((aligned(64)));                      \
-        _Pragma("omp simd")                                                               \
-        for (int r = 0; r < (nl); r++)                                                    \
-            lossv[r] = small_row_loss((b).y[r] >= 0, (b).w[r], (double)(b).ls[r],         \
-                                      (double)(b).xy[r] - (double)(b).m[r]);              \
+        if (SM)                                                                           \
+            for (int r = 0; r < (nl); r++)                                                \
+                lossv[r] = small_row_loss_smooth((b).y[r] >= 0, (b).w[r], &(smv),         \
+                                                 (double)(b).ls[r],                       \
+                                                 (double)(b).xy[r] - (double)(b).m[r],    \
+                                                 (b).sd[r]);                              \
+        else {                                                                            \
+            _Pragma("omp simd")                                                           \
+            for (int r = 0; r < (nl); r++)                                                \
+                lossv[r] = small_row_loss((b).y[r] >= 0, (b).w[r], (double)(b).ls[r],     \
+                                          (double)(b).xy[r] - (double)(b).m[r]);          \
+        }                                                                                 \
         if (loss_out)                                                                     \
             for (int r = 0; r < (nb); r++)                                                \
                 (loss_out)[(i) + r] = (float)lossv[r];                                    \
@@ -523,22 +581,23 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
  * PYCE_SMALL_BATCH rows; a batch's groups first (gradient, s, x_y - m), then
  * its losses w log(s) - w (x_y - m) in double (small_row_loss), summed 16 rows
  * at a time from 0 and added to the total in row order. */
-#define PYCE_SMALL_ROWS_F32_AVX512(NAME, GROUP, LANES, C)                                 \
-    static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
+#define PYCE_SMALL_ROWS_F32_AVX512(NAME, GROUP, LANES, C, SM)                             \
+    static double NAME##_c##C##_##SM(const pyce_ce_args *a, int64_t i0, int64_t i1)      \
     {                                                                                     \
         double total = 0.0;                                                               \
+        const small_smooth smv = small_smooth_of(a);                                      \
         float *loss_out = (float *)a->loss;                                               \
         small_batch b __attribute__((aligned(64)));                                       \
         for (int64_t i = i0; i < i1; i += PYCE_SMALL_BATCH) {                             \
             const int nb = i1 - i < PYCE_SMALL_BATCH ? (int)(i1 - i) : PYCE_SMALL_BATCH;  \
             int j = 0;                                                                    \
             for (; j + 16 <= nb; j += 16)                                                 \
-                GROUP(a, i + j, 16, C, 1, &b, j);                                         \
+                GROUP(a, i + j, 16, C, 1, &b, j, SM, &smv);                               \
             if (j < nb) {                                                                 \
-                GROUP(a, i + j, nb - j, C, 0, &b, j);                                     \
+                GROUP(a, i + j, nb - j, C, 0, &b, j, SM, &smv);                           \
                 j += 16;                                                                  \
             }                                                                             \
-            PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, j, loss_out, total);                     \
+            PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, j, loss_out, total, SM, smv);            \
         }                                                                                 \
         return total;                                                                     \
     }
@@ -547,37 +606,53 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
 /* Rows [i0, i1) of C classes: groups of LANES rows (a group also gets the
  * block's end row i1, see group_f64_avx2), their losses summed 16 rows at a
  * time from 0 and then added to the total, as the lanes paths do. */
-#define PYCE_SMALL_ROWS(NAME, GROUP, LANES, C)                                            \
-    static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
+#define PYCE_SMALL_ROWS(NAME, GROUP, LANES, C, SM)                                        \
+    static double NAME##_c##C##_##SM(const pyce_ce_args *a, int64_t i0, int64_t i1)      \
     {                                                                                     \
         double total = 0.0;                                                               \
+        const small_smooth smv = small_smooth_of(a);                                      \
         for (int64_t i = i0; i < i1; i += 16) {                                           \
             double lv[16];                                                                \
             const int n16 = i1 - i < 16 ? (int)(i1 - i) : 16;                             \
             for (int j = 0; j < n16; j += LANES) {                                        \
                 if (n16 - j >= LANES)                                                     \
-                    GROUP(a, i + j, LANES, i1, C, 1, lv + j);                             \
+                    GROUP(a, i + j, LANES, i1, C, 1, lv + j, SM, &smv);                   \
                 else                                                                      \
-                    GROUP(a, i + j, n16 - j, i1, C, 0, lv + j);                           \
+                    GROUP(a, i + j, n16 - j, i1, C, 0, lv + j, SM, &smv);                 \
             }                                                                             \
             total += small_sum_rows(lv, n16);                                             \
         }                                                                                 \
         return total;                                                                     \
     }
 
-#define PYCE_SMALL_ALL_C(NAME, GROUP, LANES, TGT, ROWS)                                         \
-    TGT ROWS(NAME, GROUP, LANES, 1) TGT ROWS(NAME, GROUP, LANES, 2)  \
-    TGT ROWS(NAME, GROUP, LANES, 3) TGT ROWS(NAME, GROUP, LANES, 4)  \
-    TGT ROWS(NAME, GROUP, LANES, 5) TGT ROWS(NAME, GROUP, LANES, 6)  \
-    TGT ROWS(NAME, GROUP, LANES, 7) TGT ROWS(NAME, GROUP, LANES, 8)  \
-    TGT ROWS(NAME, GROUP, LANES, 9) TGT ROWS(NAME, GROUP, LANES, 10) \
-    TGT ROWS(NAME, GROUP, LANES, 11) TGT ROWS(NAME, GROUP, LANES, 12) \
-    TGT ROWS(NAME, GROUP, LANES, 13) TGT ROWS(NAME, GROUP, LANES, 14) \
-    TGT ROWS(NAME, GROUP, LANES, 15) TGT ROWS(NAME, GROUP, LANES, 16) \
-    static double (*const NAME##_table[17])(const pyce_ce_args *, int64_t, int64_t) = {   \
-        NULL, NAME##_c1, NAME##_c2, NAME##_c3, NAME##_c4, NAME##_c5, NAME##_c6,          \
-        NAME##_c7, NAME##_c8, NAME##_c9, NAME##_c10, NAME##_c11, NAME##_c12, NAME##_c13, \
-        NAME##_c14, NAME##_c15, NAME##_c16};
+/* Every C from 1 to 16, each without (SM = 0) and with label smoothing
+ * (SM = 1, small_smooth): NAME_table[SM][C]. */
+#define PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, C) \
+    TGT ROWS(NAME, GROUP, LANES, C, 0) TGT ROWS(NAME, GROUP, LANES, C, 1)
+#define PYCE_SMALL_TABLE_ROW(NAME, SM)                                                      \
+    {NULL, NAME##_c1_##SM, NAME##_c2_##SM, NAME##_c3_##SM, NAME##_c4_##SM, NAME##_c5_##SM, \
+     NAME##_c6_##SM, NAME##_c7_##SM, NAME##_c8_##SM, NAME##_c9_##SM, NAME##_c10_##SM,      \
+     NAME##_c11_##SM, NAME##_c12_##SM, NAME##_c13_##SM, NAME##_c14_##SM, NAME##_c15_##SM,  \
+     NAME##_c16_##SM}
+#define PYCE_SMALL_ALL_C(NAME, GROUP, LANES, TGT, ROWS)                                      \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 1)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 2)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 3)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 4)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 5)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 6)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 7)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 8)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 9)                                       \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 10)                                      \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 11)                                      \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 12)                                      \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 13)                                      \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 14)                                      \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 15)                                      \
+    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 16)                                      \
+    static double (*const NAME##_table[2][17])(const pyce_ce_args *, int64_t, int64_t) = {   \
+        PYCE_SMALL_TABLE_ROW(NAME, 0), PYCE_SMALL_TABLE_ROW(NAME, 1)};
 
 PYCE_SMALL_ALL_C(f32_avx512, group_f32_avx512, 16, PYCE_TGT_AVX512, PYCE_SMALL_ROWS_F32_AVX512)
 
@@ -628,7 +703,7 @@ PYCE_TGT_AVX512 PYCE_INL void small_prep_plain8(const pyce_ce_args *a, int64_t i
  * classes, float64; returns their loss sum. */
 PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0, int nrows,
                                                int64_t iend, const int C, const int full,
-                                               double *lv)
+                                               double *lv, const int sm, const small_smooth *smv)
 {
     (void)iend;  /* masked loads and stores: no access past the group's rows */
     enum { L = 8 };
@@ -667,8 +742,12 @@ PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0
     const __mmask8 live = (__mmask8)p.live;
     __mmask8 nt[16];   /* lane r: row r computed and k != y_r */
     __m512d xy = _mm512_setzero_pd(), ey = _mm512_setzero_pd(), so = _mm512_setzero_pd();
+    __m512d sd = _mm512_setzero_pd();   /* label smoothing: sum_k (x_k - m) */
     for (int k = 0; k < C; k++) {
-        E[k] = pyce_expneg_f64x8(_mm512_sub_pd(V[k], m));
+        const __m512d dk = _mm512_sub_pd(V[k], m);
+        if (sm)
+            sd = _mm512_add_pd(sd, dk);
+        E[k] = pyce_expneg_f64x8(dk);
         const __mmask8 is_y = _mm256_cmpeq_epi32_mask(yv, _mm256_set1_epi32(k));
         nt[k] = _mm256_mask_cmpneq_epi32_mask(live, yv, _mm256_set1_epi32(k));
         xy = _mm512_mask_mov_pd(xy, is_y, V[k]);
@@ -678,20 +757,36 @@ PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0
 
     /* log(s) = log1p((e_y - 1) + so), as in float32: a confident row's small
      * loss keeps its relative accuracy */
-    double lsv[8], mv[8], xyv[8], lossv[8];
+    double lsv[8], mv[8], xyv[8], sdv[8], lossv[8];
     _mm512_storeu_pd(lsv, pyce_log1p_f64x8(_mm512_add_pd(_mm512_sub_pd(ey, _mm512_set1_pd(1.0)), so)));
     _mm512_storeu_pd(mv, m);
     _mm512_storeu_pd(xyv, xy);
+    if (sm) {
+        _mm512_storeu_pd(sdv, sd);
+        for (int r = 0; r < L; r++)
+            lossv[r] = small_row_loss_smooth(p.y[r] >= 0, p.w[r], smv, lsv[r], xyv[r] - mv[r], sdv[r]);
+    } else {
 #pragma omp simd
-    for (int r = 0; r < L; r++)
-        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], lsv[r], xyv[r] - mv[r]);
+        for (int r = 0; r < L; r++)
+            lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], lsv[r], xyv[r] - mv[r]);
+    }
 
     if (grad) {
-        /* one division per row: q = g/s; p_k = q e_k; the target entry -q so */
+        /* one division per row: q = g/s; p_k = q e_k; the target entry -q so
+         * (label smoothing: p_k q - b, the target entry fix) */
         __m512d q, fix;
-        small_row_grad_coefs_f64x8(_mm512_loadu_pd(p.g), _mm512_add_pd(so, ey), so, live, &q, &fix);
-        for (int k = 0; k < C; k++)
-            V[k] = _mm512_mask_mul_pd(fix, nt[k], E[k], q);
+        if (sm) {
+            __m512d bs;
+            small_row_grad_coefs_smooth_f64x8(_mm512_loadu_pd(p.g), _mm512_add_pd(so, ey), so, ey,
+                                              live, smv, &q, &bs, &fix);
+            for (int k = 0; k < C; k++)
+                V[k] = _mm512_mask_mov_pd(fix, nt[k], _mm512_fmsub_pd(E[k], q, bs));
+        } else {
+            small_row_grad_coefs_f64x8(_mm512_loadu_pd(p.g), _mm512_add_pd(so, ey), so, live, &q,
+                                       &fix);
+            for (int k = 0; k < C; k++)
+                V[k] = _mm512_mask_mul_pd(fix, nt[k], E[k], q);
+        }
         tr8_pd(V, R, C < 8 ? C : 8, L);
         if (C > 8)
             tr8_pd(V + 8, R + 8, C - 8, L);
@@ -752,7 +847,8 @@ PYCE_TGT_AVX2 PYCE_INL void tr8_ps(const __m256 *in, __m256 *out, const int nin,
  * or a partial group, is copied to a stack buffer first (no masked loads or
  * stores: vmaskmovps is microcoded on AMD). */
 PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
-                                           int64_t iend, const int C, small_batch *b, int j)
+                                           int64_t iend, const int C, small_batch *b, int j,
+                                           const int sm, const small_smooth *smv)
 {
     enum { L = 8 };
     const int W = C <= 8 ? 8 : 16;        /* floats loaded and stored per row */
@@ -786,8 +882,13 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
     __m256 m = V[0];
     for (int k = 1; k < C; k++)
         m = _mm256_max_ps(V[k], m);
-    for (int k = 0; k < C; k++)
-        E[k] = pyce_expneg_f32x8(_mm256_sub_ps(V[k], m));
+    __m256 sd = _mm256_setzero_ps();   /* label smoothing: sum_k (x_k - m) */
+    for (int k = 0; k < C; k++) {
+        const __m256 dk = _mm256_sub_ps(V[k], m);
+        if (sm)
+            sd = _mm256_add_ps(sd, dk);
+        E[k] = pyce_expneg_f32x8(dk);
+    }
 
     /* as the AVX-512 path: x_y and e_y by compare masks, so = the sum of the
      * other classes' exps in float32, s = so + e_y, log(s) = log1p((e_y - 1)
@@ -809,14 +910,31 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
     _mm256_store_pd(b->w + j, _mm256_loadu_pd(p.w));
     _mm256_store_pd(b->w + j + 4, _mm256_loadu_pd(p.w + 4));
     _mm256_store_si256((__m256i *)(b->y + j), yv);
+    if (sm) {
+        /* as the AVX-512 path: rows whose float32 sum is not finite again in double */
+        _mm256_store_pd(b->sd + j, _mm256_cvtps_pd(_mm256_castps256_ps128(sd)));
+        _mm256_store_pd(b->sd + j + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(sd, 1)));
+        const unsigned wide = (unsigned)_mm256_movemask_ps(
+            _mm256_and_ps(live, _mm256_cmp_ps(sd, _mm256_set1_ps(-FLT_MAX), _CMP_NGE_UQ)));
+        if (wide)
+            small_sd_rows_f32(x, sx, C, b->m + j, wide, b->sd + j);
+    }
 
     if (grad0) {
         const __m256 gv = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(p.g))),
                                                _mm256_cvtpd_ps(_mm256_loadu_pd(p.g + 4)), 1);
         __m256 q, fix;
-        small_row_grad_coefs_f32x8(gv, s, so, live, &q, &fix);
-        for (int k = 0; k < C; k++)
-            V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_mul_ps(E[k], q), live), fix, mk[k]);
+        if (sm) {
+            /* label smoothing: p_k q - b, the target entry fix */
+            __m256 bs;
+            small_row_grad_coefs_smooth_f32x8(gv, s, so, ey, live, smv, &q, &bs, &fix);
+            for (int k = 0; k < C; k++)
+                V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_fmsub_ps(E[k], q, bs), live), fix, mk[k]);
+        } else {
+            small_row_grad_coefs_f32x8(gv, s, so, live, &q, &fix);
+            for (int k = 0; k < C; k++)
+                V[k] = _mm256_blendv_ps(_mm256_and_ps(_mm256_mul_ps(E[k], q), live), fix, mk[k]);
+        }
         for (int k = C; k < 16; k++)
             V[k] = V[0];
         tr8_ps(V, R, C < 8 ? C : 8, L);
@@ -850,18 +968,19 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
 
 /* Rows [i0, i1), float32, AVX2: batches as f32_avx512 (groups of 8 rows; a
  * group also needs the block's end row, see group_f32_avx2). */
-#define PYCE_SMALL_ROWS_END(NAME, GROUP, LANES, C)                                        \
-    static double NAME##_c##C(const pyce_ce_args *a, int64_t i0, int64_t i1)             \
+#define PYCE_SMALL_ROWS_END(NAME, GROUP, LANES, C, SM)                                    \
+    static double NAME##_c##C##_##SM(const pyce_ce_args *a, int64_t i0, int64_t i1)      \
     {                                                                                     \
         double total = 0.0;                                                               \
+        const small_smooth smv = small_smooth_of(a);                                      \
         float *loss_out = (float *)a->loss;                                               \
         small_batch b __attribute__((aligned(64)));                                       \
         for (int64_t i = i0; i < i1; i += PYCE_SMALL_BATCH) {                             \
             const int nb = i1 - i < PYCE_SMALL_BATCH ? (int)(i1 - i) : PYCE_SMALL_BATCH;  \
             int j = 0;                                                                    \
             for (; j < nb; j += 8)                                                        \
-                GROUP(a, i + j, nb - j < 8 ? nb - j : 8, i1, C, &b, j);                   \
-            PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, j, loss_out, total);                     \
+                GROUP(a, i + j, nb - j < 8 ? nb - j : 8, i1, C, &b, j, SM, &smv);         \
+            PYCE_SMALL_BATCH_LOSSES(a, b, i, nb, j, loss_out, total, SM, smv);            \
         }                                                                                 \
         return total;                                                                     \
     }
@@ -913,7 +1032,7 @@ PYCE_TGT_AVX2 PYCE_INL void small_prep_plain4(const pyce_ce_args *a, int64_t i0,
  * the AVX-512 path's x8 forms. */
 PYCE_TGT_AVX2 PYCE_INL void group_f64_avx2(const pyce_ce_args *a, int64_t i0, int nrows,
                                            int64_t iend, const int C, const int full,
-                                           double *lv)
+                                           double *lv, const int sm, const small_smooth *smv)
 {
     enum { L = 4 };
     const int NQ = (C + 3) / 4, W = 4 * NQ;   /* doubles loaded and stored per row */
@@ -949,8 +1068,13 @@ PYCE_TGT_AVX2 PYCE_INL void group_f64_avx2(const pyce_ce_args *a, int64_t i0, in
     __m256d m = V[0];
     for (int k = 1; k < C; k++)
         m = _mm256_max_pd(V[k], m);   /* V[k] > m ? V[k] : m, as lanes_load_max */
-    for (int k = 0; k < C; k++)
-        E[k] = pyce_expneg_f64x4(_mm256_sub_pd(V[k], m));
+    __m256d sd = _mm256_setzero_pd();   /* label smoothing: sum_k (x_k - m) */
+    for (int k = 0; k < C; k++) {
+        const __m256d dk = _mm256_sub_pd(V[k], m);
+        if (sm)
+            sd = _mm256_add_pd(sd, dk);
+        E[k] = pyce_expneg_f64x4(dk);
+    }
 
     const __m256i yv = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)p.y));
     const __m256d live = _mm256_castsi256_pd(_mm256_cmpgt_epi64(yv, _mm256_set1_epi64x(-1)));
@@ -962,19 +1086,30 @@ PYCE_TGT_AVX2 PYCE_INL void group_f64_avx2(const pyce_ce_args *a, int64_t i0, in
         ey = _mm256_blendv_pd(ey, E[k], mk[k]);
         so = _mm256_add_pd(so, _mm256_andnot_pd(mk[k], E[k]));
     }
-    double lsv[4], mv[4], xyv[4], lossv[4];
+    double lsv[4], mv[4], xyv[4], sdv[4], lossv[4];
     _mm256_storeu_pd(lsv, pyce_log1p_f64x4(_mm256_add_pd(_mm256_sub_pd(ey, _mm256_set1_pd(1.0)), so)));
     _mm256_storeu_pd(mv, m);
     _mm256_storeu_pd(xyv, xy);
+    _mm256_storeu_pd(sdv, sd);
     for (int r = 0; r < L; r++)
-        lossv[r] = small_row_loss(p.y[r] >= 0, p.w[r], lsv[r], xyv[r] - mv[r]);
+        lossv[r] = sm ? small_row_loss_smooth(p.y[r] >= 0, p.w[r], smv, lsv[r], xyv[r] - mv[r], sdv[r])
+                      : small_row_loss(p.y[r] >= 0, p.w[r], lsv[r], xyv[r] - mv[r]);
 
     if (grad0) {
         __m256d q, fix;
-        small_row_grad_coefs_f64x4(_mm256_loadu_pd(p.g), _mm256_add_pd(so, ey), so, live, &q,
-                                   &fix);
-        for (int k = 0; k < C; k++)
-            V[k] = _mm256_blendv_pd(_mm256_and_pd(_mm256_mul_pd(E[k], q), live), fix, mk[k]);
+        if (sm) {
+            /* label smoothing: p_k q - b, the target entry fix */
+            __m256d bs;
+            small_row_grad_coefs_smooth_f64x4(_mm256_loadu_pd(p.g), _mm256_add_pd(so, ey), so, ey,
+                                              live, smv, &q, &bs, &fix);
+            for (int k = 0; k < C; k++)
+                V[k] = _mm256_blendv_pd(_mm256_and_pd(_mm256_fmsub_pd(E[k], q, bs), live), fix, mk[k]);
+        } else {
+            small_row_grad_coefs_f64x4(_mm256_loadu_pd(p.g), _mm256_add_pd(so, ey), so, live, &q,
+                                       &fix);
+            for (int k = 0; k < C; k++)
+                V[k] = _mm256_blendv_pd(_mm256_and_pd(_mm256_mul_pd(E[k], q), live), fix, mk[k]);
+        }
         for (int q4 = 0; q4 < NQ; q4++)
             tr4_pd(V + 4 * q4, R + 4 * q4, C - 4 * q4 < 4 ? C - 4 * q4 : 4, L);
         /* as the float32 group: in order, spills only into the next row */
@@ -1192,11 +1327,11 @@ int pyce_ce_small_f32(const pyce_ce_args *a, int64_t i0, int64_t i1, double *los
     (void)loss_sum;  /* unused without an x86 path */
 #if PYCE_SMALL_X86
     if (small_isa() == 2) {
-        *loss_sum = f32_avx512_table[a->c](a, i0, i1);
+        *loss_sum = f32_avx512_table[a->label_smoothing > 0.0][a->c](a, i0, i1);
         return 1;
     }
     if (small_isa() == 1) {
-        *loss_sum = f32_avx2_table[a->c](a, i0, i1);
+        *loss_sum = f32_avx2_table[a->label_smoothing > 0.0][a->c](a, i0, i1);
         return 1;
     }
 #endif
@@ -1210,11 +1345,11 @@ int pyce_ce_small_f64(const pyce_ce_args *a, int64_t i0, int64_t i1, double *los
     (void)loss_sum;  /* unused without an x86 path */
 #if PYCE_SMALL_X86
     if (small_isa() == 2) {
-        *loss_sum = f64_avx512_table[a->c](a, i0, i1);
+        *loss_sum = f64_avx512_table[a->label_smoothing > 0.0][a->c](a, i0, i1);
         return 1;
     }
     if (small_isa() == 1) {
-        *loss_sum = f64_avx2_table[a->c](a, i0, i1);
+        *loss_sum = f64_avx2_table[a->label_smoothing > 0.0][a->c](a, i0, i1);
         return 1;
     }
 #endif

@@ -6,7 +6,8 @@ across SIMD lanes (in-register transposes), elsewhere it declines and the older 
 path runs. These tests check that path against `pyce.reference` within the documented
 bound (adversarial.check_against_reference): every C from 1 to 16, N not a multiple of
 the 16 (or 8) rows of a group, float32 and float64, the edge values (-inf, NaN, +inf,
-ignore_index, zero weights, huge logits), weights, strided rows, out= / in place,
+ignore_index, zero weights, huge logits), weights, label smoothing (without class
+weights; with them the lanes path runs), strided rows, out= / in place,
 bitwise determinism across n_threads, and the exp error through the gradient.
 
 `test_other_isas_in_a_subprocess` reruns this file with PYCE_SMALL_ISA=avx2 and =none,
@@ -146,6 +147,57 @@ def test_weights(c, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", range(1, 17))
+def test_label_smoothing(c, dtype):
+    # the few-class path takes label smoothing without class weights (small_smooth in
+    # cext/pyce_ce_rules.h): every C, tails, eps up to 1 (the target term's weight 0),
+    # sample weights, per-row grad_output, and the edge rows
+    rng = np.random.default_rng(200 + c)
+    for n in (1, 15, 17, 40):
+        x = _logits(rng, n, c, dtype)
+        t = rng.integers(0, c, n)
+        t[::7] = -100
+        for eps in (0.1, 1.0):
+            for red in ("mean", "sum", "none"):
+                _check("cross_entropy_and_grad", x, t, label_smoothing=eps, reduction=red)
+            _check("cross_entropy", x, t, label_smoothing=eps)
+    x, t = _edge_batch(c, dtype, n=45)
+    sw = rng.uniform(0.0, 3.0, len(t))
+    sw[12] = 0.0
+    go = rng.standard_normal(len(t))
+    for red in ("mean", "sum", "none"):
+        _check("cross_entropy_and_grad", x, t, label_smoothing=0.2, reduction=red)
+        _check("cross_entropy_and_grad", x, t, label_smoothing=0.2, sample_weight=sw,
+               reduction=red)
+        _check("cross_entropy", x, t, label_smoothing=0.05, reduction=red)
+    _check("cross_entropy_backward", x, t, label_smoothing=0.2, grad_output=go, reduction="none")
+    _check("cross_entropy_and_grad", x, t, label_smoothing=0.2, ignore_index=0)
+    # with class weights the rule differs per class: the lanes path computes it
+    _check("cross_entropy_and_grad", x, t, label_smoothing=0.2,
+           weight=rng.uniform(0.1, 2.0, c))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [2, 10, 16])
+def test_label_smoothing_of_logits_beyond_float32_differences(c, dtype):
+    # x_k - m beyond float32's range (3e38 - -3e38): the float32 groups sum such rows
+    # again in double, as the other paths do, so the smoothing term stays finite
+    rng = np.random.default_rng(5)
+    x = _logits(rng, 33, c, dtype)
+    t = rng.integers(0, c, 33)
+    x[3, :] = -3e38
+    x[3, 0] = 3e38
+    t[3] = 0
+    x[20, :] = 3e38
+    x[20, -1] = -3e38
+    t[20] = 0                      # (a target logit of -3e38 would overflow the loss itself)
+    for red in ("mean", "none"):
+        _check("cross_entropy_and_grad", x, t, label_smoothing=0.1, reduction=red)
+    rows = pyce.cross_entropy(x, t, label_smoothing=0.1, reduction="none")
+    assert np.all(np.isfinite(rows)), rows
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_gradients_beyond_the_dtype_range(dtype):
     # tiny 'mean' denominators: g/s overflows; those blocks stay on the older path
     rng = np.random.default_rng(3)
@@ -205,19 +257,25 @@ def test_agrees_with_the_lanes_path(c, dtype):
     # loses to s = 1 + small where p_y is near 1: its log(s) (the fast path's
     # log1p(s - 1) keeps a small loss's relative accuracy) and its target entry
     # g (e_y - s)/s cancel up to an ulp of s times w or g (both <= 4 here).
+    # Label smoothing without class weights takes the fast path too.
     rng = np.random.default_rng(40 + c)
     x, t = _edge_batch(c, dtype, n=75)
     w = rng.uniform(0.5, 2.0, c)
     sw = rng.uniform(0.0, 2.0, len(t))
     for kw in ({}, {"weight": w}, {"sample_weight": sw}, {"reduction": "sum"},
-               {"reduction": "none"}):
+               {"reduction": "none"}, {"label_smoothing": 0.1},
+               {"label_smoothing": 0.3, "sample_weight": sw, "reduction": "none"}):
         fast = pyce.cross_entropy_and_grad(x, t, out=np.empty_like(x), **kw)
         lanes = pyce.cross_entropy_and_grad(x, t, out=np.empty_like(x, order="F"), **kw)
         _check("cross_entropy_and_grad", x, t, out=np.empty_like(x), **kw)
         _check("cross_entropy_and_grad", x, t, out=np.empty_like(x, order="F"), **kw)
         if dtype == np.float32:
             for a, b in zip(fast, lanes):
-                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-37)
+                # label smoothing: p_k g - g eps/c cancels where p_k ~ eps/c, so there
+                # the entries agree to a few ulps of the gradient's scale, not rtol
+                scale = np.max(np.abs(b[np.isfinite(b)]), initial=0.0)
+                atol = 8 * 2.0**-24 * scale if "label_smoothing" in kw else 1e-37
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=max(atol, 1e-37))
         else:
             for a, b in zip(fast, lanes):
                 np.testing.assert_allclose(a, b, rtol=1e-14, atol=2e-15)
@@ -235,7 +293,9 @@ def test_bitwise_identical_for_every_n_threads(shape, dtype):
     for nt in (1, 2, 3, None):
         loss, g = pyce.cross_entropy_and_grad(x, t, n_threads=nt)
         rows = pyce.cross_entropy(x, t, reduction="none", n_threads=nt)
-        outs.append(np.asarray(loss).tobytes() + g.tobytes() + rows.tobytes())
+        ls_loss, ls_g = pyce.cross_entropy_and_grad(x, t, n_threads=nt, label_smoothing=0.1)
+        outs.append(np.asarray(loss).tobytes() + g.tobytes() + rows.tobytes() +
+                    np.asarray(ls_loss).tobytes() + ls_g.tobytes())
     assert all(o == outs[0] for o in outs[1:])
 
 
