@@ -29,9 +29,10 @@ Inputs, for float32 and float64:
                weights, label smoothing; cross_entropy, cross_entropy_and_grad,
                cross_entropy_backward, softmax and log_softmax.  Calls the
                few-class path (cext/pyce_ce_small.c: class-index targets, no
-               smoothing or z-loss, C-contiguous, AVX-512 / AVX2 for float32,
-               AVX-512 for float64) takes are reported apart from the others
-               ("C<=16 general path": label smoothing, or a CPU without it);
+               z-loss, no class weights together with label smoothing,
+               C-contiguous, AVX-512 or AVX2) takes are reported apart from the
+               others ("C<=16 general path": class weights with label smoothing,
+               or a CPU without AVX2);
   large C      C = 1000 (N = 37) and C = 32000 (N = 5), same spreads and offsets.
 
 One line per (dtype, inputs, output): the worst ratio, as a fraction of rtol,
@@ -155,9 +156,11 @@ def _takes_small_path(dtype, c, kwargs, isa):
     """Whether pyce_ce_small_* computes this call: a label for the report's rows only,
     restating the rule whose owner is small_handles in cext/pyce_ce_small.c (with its
     ISA choice); a drift would mislabel rows, not change a verdict."""
-    if c > 16 or kwargs.get("label_smoothing", 0.0) or kwargs.get("z_loss", 0.0):
+    if c > 16 or kwargs.get("z_loss", 0.0):
         return False
-    return isa == "avx512" or (isa == "avx2" and dtype == np.float32)
+    if kwargs.get("label_smoothing", 0.0) and kwargs.get("weight") is not None:
+        return False
+    return isa in ("avx512", "avx2")
 
 
 def random_calls(rng, x, t):

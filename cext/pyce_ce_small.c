@@ -625,36 +625,30 @@ PYCE_TGT_AVX512 PYCE_INL void group_f32_avx512(const pyce_ce_args *a, int64_t i0
         return total;                                                                     \
     }
 
-/* Every C from 1 to 16, each without (SM = 0) and with label smoothing
- * (SM = 1, small_smooth): NAME_table[SM][C]. */
-#define PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, C) \
-    TGT ROWS(NAME, GROUP, LANES, C, 0) TGT ROWS(NAME, GROUP, LANES, C, 1)
+/* Every C from 1 to 16 for SM = 0 (no label smoothing) or 1 (small_smooth):
+ * NAME_c<C>_<SM>.  The SM = 1 functions are instantiated after all SM = 0
+ * ones, before the tables (PYCE_SMALL_TABLES, at the end of the x86 code), so
+ * the plain case's functions stay together as they were before. */
+#define PYCE_SMALL_ALL_C(NAME, GROUP, LANES, TGT, ROWS, SM)                                  \
+    TGT ROWS(NAME, GROUP, LANES, 1, SM) TGT ROWS(NAME, GROUP, LANES, 2, SM)                  \
+    TGT ROWS(NAME, GROUP, LANES, 3, SM) TGT ROWS(NAME, GROUP, LANES, 4, SM)                  \
+    TGT ROWS(NAME, GROUP, LANES, 5, SM) TGT ROWS(NAME, GROUP, LANES, 6, SM)                  \
+    TGT ROWS(NAME, GROUP, LANES, 7, SM) TGT ROWS(NAME, GROUP, LANES, 8, SM)                  \
+    TGT ROWS(NAME, GROUP, LANES, 9, SM) TGT ROWS(NAME, GROUP, LANES, 10, SM)                 \
+    TGT ROWS(NAME, GROUP, LANES, 11, SM) TGT ROWS(NAME, GROUP, LANES, 12, SM)                \
+    TGT ROWS(NAME, GROUP, LANES, 13, SM) TGT ROWS(NAME, GROUP, LANES, 14, SM)                \
+    TGT ROWS(NAME, GROUP, LANES, 15, SM) TGT ROWS(NAME, GROUP, LANES, 16, SM)
 #define PYCE_SMALL_TABLE_ROW(NAME, SM)                                                      \
     {NULL, NAME##_c1_##SM, NAME##_c2_##SM, NAME##_c3_##SM, NAME##_c4_##SM, NAME##_c5_##SM, \
      NAME##_c6_##SM, NAME##_c7_##SM, NAME##_c8_##SM, NAME##_c9_##SM, NAME##_c10_##SM,      \
      NAME##_c11_##SM, NAME##_c12_##SM, NAME##_c13_##SM, NAME##_c14_##SM, NAME##_c15_##SM,  \
      NAME##_c16_##SM}
-#define PYCE_SMALL_ALL_C(NAME, GROUP, LANES, TGT, ROWS)                                      \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 1)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 2)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 3)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 4)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 5)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 6)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 7)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 8)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 9)                                       \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 10)                                      \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 11)                                      \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 12)                                      \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 13)                                      \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 14)                                      \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 15)                                      \
-    PYCE_SMALL_ONE_C(NAME, GROUP, LANES, TGT, ROWS, 16)                                      \
+/* NAME_table[SM][C] */
+#define PYCE_SMALL_TABLES(NAME)                                                             \
     static double (*const NAME##_table[2][17])(const pyce_ce_args *, int64_t, int64_t) = {   \
         PYCE_SMALL_TABLE_ROW(NAME, 0), PYCE_SMALL_TABLE_ROW(NAME, 1)};
 
-PYCE_SMALL_ALL_C(f32_avx512, group_f32_avx512, 16, PYCE_TGT_AVX512, PYCE_SMALL_ROWS_F32_AVX512)
+PYCE_SMALL_ALL_C(f32_avx512, group_f32_avx512, 16, PYCE_TGT_AVX512, PYCE_SMALL_ROWS_F32_AVX512, 0)
 
 /* ============================ AVX-512, float64 ============================ */
 
@@ -805,7 +799,7 @@ PYCE_TGT_AVX512 PYCE_INL void group_f64_avx512(const pyce_ce_args *a, int64_t i0
     }
 }
 
-PYCE_SMALL_ALL_C(f64_avx512, group_f64_avx512, 8, PYCE_TGT_AVX512, PYCE_SMALL_ROWS)
+PYCE_SMALL_ALL_C(f64_avx512, group_f64_avx512, 8, PYCE_TGT_AVX512, PYCE_SMALL_ROWS, 0)
 
 /* ============================== AVX2, float32 ============================== */
 
@@ -985,7 +979,7 @@ PYCE_TGT_AVX2 PYCE_INL void group_f32_avx2(const pyce_ce_args *a, int64_t i0, in
         return total;                                                                     \
     }
 
-PYCE_SMALL_ALL_C(f32_avx2, group_f32_avx2, 8, PYCE_TGT_AVX2, PYCE_SMALL_ROWS_END)
+PYCE_SMALL_ALL_C(f32_avx2, group_f32_avx2, 8, PYCE_TGT_AVX2, PYCE_SMALL_ROWS_END, 0)
 
 /* ============================== AVX2, float64 ============================== */
 
@@ -1139,7 +1133,17 @@ PYCE_TGT_AVX2 PYCE_INL void group_f64_avx2(const pyce_ce_args *a, int64_t i0, in
     }
 }
 
-PYCE_SMALL_ALL_C(f64_avx2, group_f64_avx2, 4, PYCE_TGT_AVX2, PYCE_SMALL_ROWS)
+PYCE_SMALL_ALL_C(f64_avx2, group_f64_avx2, 4, PYCE_TGT_AVX2, PYCE_SMALL_ROWS, 0)
+
+/* The label-smoothing functions (SM = 1) after every plain one, then the tables. */
+PYCE_SMALL_ALL_C(f32_avx512, group_f32_avx512, 16, PYCE_TGT_AVX512, PYCE_SMALL_ROWS_F32_AVX512, 1)
+PYCE_SMALL_ALL_C(f64_avx512, group_f64_avx512, 8, PYCE_TGT_AVX512, PYCE_SMALL_ROWS, 1)
+PYCE_SMALL_ALL_C(f32_avx2, group_f32_avx2, 8, PYCE_TGT_AVX2, PYCE_SMALL_ROWS_END, 1)
+PYCE_SMALL_ALL_C(f64_avx2, group_f64_avx2, 4, PYCE_TGT_AVX2, PYCE_SMALL_ROWS, 1)
+PYCE_SMALL_TABLES(f32_avx512)
+PYCE_SMALL_TABLES(f64_avx512)
+PYCE_SMALL_TABLES(f32_avx2)
+PYCE_SMALL_TABLES(f64_avx2)
 
 static int have_avx512(void)
 {
