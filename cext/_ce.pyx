@@ -15,6 +15,7 @@ cext/pyce_loss_kernels.h).  This module
 """
 cimport numpy as cnp
 import numpy as np
+from libc.math cimport fabs, isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 
@@ -266,21 +267,53 @@ cdef object _fast_grad(cnp.ndarray xa, object out, int typenum, int64_t n, int64
     return g
 
 
+cdef inline bint _fast_weights(object w, int64_t length, bint nonneg,
+                               double *wsum, double *wabs) noexcept:
+    """w is None, or a C-contiguous float64 (length,) array of finite values
+    (>= 0 when nonneg); its sum and the sum of its absolute values."""
+    cdef const double *p
+    cdef int64_t i
+    cdef double v, s = 0.0, sa = 0.0
+    cdef bint ok = True
+    if w is None:
+        return True
+    if (not _plain(w, 1) or cnp.PyArray_TYPE(<cnp.ndarray>w) != cnp.NPY_DOUBLE
+            or cnp.PyArray_DIM(<cnp.ndarray>w, 0) != length):
+        return False
+    p = <const double *>cnp.PyArray_DATA(<cnp.ndarray>w)
+    with nogil:
+        for i in range(length):
+            v = p[i]
+            ok = ok and isfinite(v) and (v >= 0.0 or not nonneg)
+            s += v
+            sa += fabs(v)
+    wsum[0] = s
+    wabs[0] = sa
+    return ok
+
+
 def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode,
-            double grad_output=1.0, double label_smoothing=0.0):
-    """The commonest call, with its checks done here at C speed: x a C-contiguous
-    (N, C) float32/float64 array, target a contiguous int64 (N,) array, no
-    weights or z-loss, label smoothing in [0, 1], out None or a C-contiguous
-    array of x's shape and dtype not overlapping x.  mode 0: loss; 1: gradient;
-    2: (loss, gradient).
+            double grad_output=1.0, double label_smoothing=0.0, weight=None,
+            sample_weight=None):
+    """The commonest calls, with their checks done here at C speed: x a
+    C-contiguous (N, C) float32/float64 array, target a contiguous int64 (N,)
+    array, no z-loss, label smoothing in [0, 1], class weights None or a
+    C-contiguous float64 (C,) array of finite values (not together with label
+    smoothing), sample weights None or a
+    C-contiguous float64 (N,) array of finite values >= 0, out None or a
+    C-contiguous array of x's shape and dtype not overlapping x.  mode 0: loss;
+    1: gradient; 2: (loss, gradient).
 
     Returns None whenever any of that does not hold, or a target is out of
-    range: the caller then takes the general path, which raises the right error.
+    range: the caller then takes the general path (pyce._validate.check_ce),
+    which converts what it can and raises the right error for the rest.
     """
     cdef cnp.ndarray xa, ta
     cdef int typenum, red
     cdef int64_t n, c, bad, nt
-    cdef double denom = 0.0, total = 0.0
+    cdef double denom = 0.0, total = 0.0, cw_sum = 0.0, cw_abs = 0.0, unused = 0.0
+    cdef const double *cw
+    cdef const double *sw
     cdef cnp.npy_intp dims[1]
     cdef pyce_ce_args a
     if not _plain(x, 2) or not _plain(target, 1):
@@ -297,12 +330,24 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     if c < 1 or cnp.PyArray_DIM(ta, 0) != n or red < 0 or nt < 0 or not (
             0.0 <= label_smoothing <= 1.0):
         return None
+    # class weights with label smoothing: the general path (its class weight sums
+    # are NumPy's, which the smoothing rule uses)
+    if weight is not None and label_smoothing != 0.0:
+        return None
+    if not _fast_weights(weight, c, False, &cw_sum, &cw_abs):
+        return None
+    if weight is None:
+        cw_sum = cw_abs = <double>c
+    if not _fast_weights(sample_weight, n, True, &unused, &unused):
+        return None
     g = None if mode == 0 else _fast_grad(xa, out, typenum, n, c)
     if g is False:
         return None
+    cw = <const double *>_ptr(weight)
+    sw = <const double *>_ptr(sample_weight)
     with nogil:
-        bad = pyce_scan_targets(<const int64_t *>cnp.PyArray_DATA(ta), n, c, ignore_index,
-                                NULL, NULL, &denom)
+        bad = pyce_scan_targets(<const int64_t *>cnp.PyArray_DATA(ta), n, c, ignore_index, cw, sw,
+                                &denom)
     if bad >= 0:
         return None
     loss_rows = None
@@ -318,8 +363,10 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     a.loss = _ptr(loss_rows)
     a.target = <const int64_t *>cnp.PyArray_DATA(ta)
     a.grad_scale = _grad_scale(grad_output, denom, red)
-    a.class_weight_sum = <double>c
-    a.class_weight_abs_sum = <double>c
+    a.class_weight = cw
+    a.sample_weight = sw
+    a.class_weight_sum = cw_sum
+    a.class_weight_abs_sum = cw_abs
     a.ignore_index = ignore_index
     a.label_smoothing = label_smoothing
     a.n_threads = <int>nt

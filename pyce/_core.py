@@ -129,13 +129,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     and gradient 0; a NaN in a row makes that row's loss NaN and leaves the
     other rows alone.
     """
-    # the commonest calls (no options but label smoothing) are checked and run in
-    # Cython, _ce.fast_2d; None means "take the general path".  (Inline conditions: a
-    # helper call costs ~10%.)
-    if (weight is None and sample_weight is None and z_loss == 0.0 and type(ignore_index) is int
+    # the commonest calls (float64 weight arrays, label smoothing, no z-loss) are
+    # checked and run in Cython, _ce.fast_2d; None means "take the general path".
+    # (Inline conditions: a helper call costs ~10%.)
+    if (z_loss == 0.0 and type(ignore_index) is int
             and (label_smoothing == 0.0 or type(label_smoothing) is float)):
         res = _ce.fast_2d(input, target, None, reduction, ignore_index, n_threads, 0, 1.0,
-                          label_smoothing)
+                          label_smoothing, weight, sample_weight)
         if res is not None:
             return res
     p = check_ce_fast(input, target, weight, ignore_index, reduction, label_smoothing,
@@ -172,11 +172,11 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
         a gradient beyond float32's range is combined in float64 and rounded
         once, so it overflows to +-inf rather than NaN.
     """
-    if (weight is None and sample_weight is None and z_loss == 0.0 and type(ignore_index) is int
+    if (z_loss == 0.0 and type(ignore_index) is int
             and (label_smoothing == 0.0 or type(label_smoothing) is float)
             and type(grad_output) in (float, int)):
         res = _ce.fast_2d(input, target, out, reduction, ignore_index, n_threads, 1, grad_output,
-                          label_smoothing)
+                          label_smoothing, weight, sample_weight)
         if res is not None:
             return res
     p = check_ce_fast(input, target, weight, ignore_index, reduction, label_smoothing,
@@ -216,11 +216,10 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
         pyce.cross_entropy_backward with grad_output=1 ('none': the gradient
         of the sum of the per-sample losses), `out` or `input` when given.
     """
-    if (weight is None and sample_weight is None and z_loss == 0.0 and not overwrite_input
-            and type(ignore_index) is int
+    if (z_loss == 0.0 and not overwrite_input and type(ignore_index) is int
             and (label_smoothing == 0.0 or type(label_smoothing) is float)):
         res = _ce.fast_2d(input, target, out, reduction, ignore_index, n_threads, 2, 1.0,
-                          label_smoothing)
+                          label_smoothing, weight, sample_weight)
         if res is not None:
             return res
     p = check_ce_fast(input, target, weight, ignore_index, reduction, label_smoothing,

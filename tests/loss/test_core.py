@@ -576,3 +576,63 @@ def test_one_hot_integer_target_is_rejected_with_a_hint(impl, shape):
     axis = 0 if len(shape) == 1 else 1
     impl.cross_entropy(x, onehot.argmax(axis=axis))
     impl.cross_entropy(x, np.full(shape, 1.0 / shape[axis]))
+
+
+# ---------------------------------------------------------------- weights on the Cython fast entry
+# A C-contiguous float64 class weight (C,) or sample weight (N,) is checked and run by
+# _ce.fast_2d; a list of the same values takes the general path (pyce._validate): both
+# must give the same bits, and bad values the general path's errors.
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [3, 10, 40])   # few-class, lanes and row kernels
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_weight_arrays_on_the_fast_entry_match_the_general_path(dtype, c, reduction, smoothing,
+                                                                monkeypatch):
+    import pyce._core as core
+    general = core.check_ce_fast
+    calls = []
+    monkeypatch.setattr(core, "check_ce_fast", lambda *a, **k: calls.append(1) or general(*a, **k))
+    rng = np.random.default_rng(c)
+    x, t = make(rng, 37, c, dtype)
+    t[5] = -100
+    w = rng.uniform(0.1, 2.0, c)
+    sw = rng.uniform(0.0, 3.0, 37)
+    cases = [dict(sample_weight=sw)] if smoothing else [dict(weight=w), dict(sample_weight=sw),
+                                                        dict(weight=w, sample_weight=sw)]
+    for kw in cases:
+        calls.clear()
+        as_lists = {k: v.tolist() for k, v in kw.items()}
+        opts = dict(reduction=reduction, label_smoothing=smoothing)
+        loss, grad = pyce.cross_entropy_and_grad(x, t, **kw, **opts)
+        assert not calls, "float64 weight arrays should not need the general path"
+        loss_l, grad_l = pyce.cross_entropy_and_grad(x, t, **as_lists, **opts)
+        assert calls, "lists should take the general path"
+        np.testing.assert_array_equal(loss, loss_l, err_msg=str(kw.keys()))
+        np.testing.assert_array_equal(grad, grad_l, err_msg=str(kw.keys()))
+        np.testing.assert_array_equal(pyce.cross_entropy(x, t, **kw, **opts), loss_l)
+        if reduction != "none":
+            np.testing.assert_array_equal(
+                pyce.cross_entropy_backward(x, t, 0.5, **kw, **opts),
+                pyce.cross_entropy_backward(x, t, 0.5, **as_lists, **opts))
+        want = ref.cross_entropy(x.astype(np.float64), t, **kw, **opts)
+        np.testing.assert_allclose(loss, want, **tol(dtype))
+
+
+def test_bad_weight_arrays_on_the_fast_entry_get_the_general_errors():
+    x = np.zeros((3, 4))
+    t = np.array([0, 1, 2])
+    with pytest.raises(ValueError, match="sample_weight"):
+        pyce.cross_entropy(x, t, sample_weight=np.array([1.0, -1.0, 1.0]))
+    with pytest.raises((ValueError, TypeError), match="sample_weight"):
+        pyce.cross_entropy(x, t, sample_weight=np.array([1.0, np.nan, 1.0]))
+    with pytest.raises((ValueError, TypeError), match="weight"):
+        pyce.cross_entropy(x, t, weight=np.array([1.0, np.inf, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="weight"):
+        pyce.cross_entropy(x, t, weight=np.ones(3))
+    # the caller's arrays are not touched
+    w, sw = np.array([1.0, -2.0, 0.5, 1.0]), np.array([1.0, 0.0, 2.0])
+    w0, sw0 = w.copy(), sw.copy()
+    pyce.cross_entropy_and_grad(x, t, weight=w, sample_weight=sw)
+    np.testing.assert_array_equal(w, w0)
+    np.testing.assert_array_equal(sw, sw0)
