@@ -113,7 +113,14 @@
  *     the instructions and the per-row work per element (16 rows per group
  *     instead of 8).  Older Intel server parts (Skylake-SP, Cascade Lake)
  *     lower their clock under heavy zmm use; not measured here.
- *   Measured on this AMD EPYC (Zen 4, 2 cores; TSC 2.6 GHz, core ~3.6 GHz;
+ *   Correction (2026-12-03): this VM's /proc/cpuinfo reports cpu family 26,
+ *   model 2, i.e. Zen 5, not Zen 4 (flags include avx512_vp2intersect).  Zen 5
+ *   server parts have full-width 512-bit units, so the "two 256-bit halves"
+ *   and "~1.5 zmm operations a cycle" below are Zen 4 figures that were never
+ *   measured here (no cycle counters in this VM).  The times themselves did not
+ *   change (1024 x 10 float32 fused 4.5-4.8 us on 2026-12-02 and 12-03), so
+ *   the operation count below describes the kernel but does not prove a floor.
+ *   Measured on this AMD EPYC (2 cores; TSC 2.6 GHz, core ~3.6 GHz;
  *   busy machine, other builds running) in a C harness (the kernel alone, 1024
  *   rows a block as pyce_ce cuts 262144 rows, rdtsc minima, ticks of the
  *   TSC per element, float32, fused, 'mean'), before (the per-group form
