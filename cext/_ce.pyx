@@ -123,6 +123,24 @@ def grad_scale(double grad_output, double denom, reduction):
 
 # ---------------------------------------------------------------- kernels on a Problem
 
+cdef inline void _class_weight_sums(const double *cw, int64_t c, double *wsum,
+                                    double *wabs) noexcept nogil:
+    """The kernels' class_weight_sum and class_weight_abs_sum (the one place
+    they are formed, for the general path and fast_2d alike): sum(w) and
+    sum(|w|) of the (c,) class weights, added in order in double; both c
+    without class weights (every weight 1)."""
+    cdef int64_t i
+    cdef double s = 0.0, sa = 0.0
+    if cw == NULL:
+        wsum[0] = wabs[0] = <double>c
+        return
+    for i in range(c):
+        s += cw[i]
+        sa += fabs(cw[i])
+    wsum[0] = s
+    wabs[0] = sa
+
+
 cdef _args_from_problem(pyce_ce_args *a, object p, object grad, object gstrides, object loss,
                         double grad_scale, object grad_output):
     """Fill the kernel's arguments from a checked Problem (the one place that does)."""
@@ -144,8 +162,7 @@ cdef _args_from_problem(pyce_ce_args *a, object p, object grad, object gstrides,
     a.sample_weight = <const double *>_ptr(p.sample_weight)
     a.grad_output = <const double *>_ptr(grad_output)
     a.grad_scale = grad_scale
-    a.class_weight_sum = p.class_weight_sum
-    a.class_weight_abs_sum = p.class_weight_abs_sum
+    _class_weight_sums(a.class_weight, a.c, &a.class_weight_sum, &a.class_weight_abs_sum)
     a.ignore_index = p.ignore_index
     a.label_smoothing = p.label_smoothing
     a.z_loss = p.z_loss
@@ -267,13 +284,12 @@ cdef object _fast_grad(cnp.ndarray xa, object out, int typenum, int64_t n, int64
     return g
 
 
-cdef inline bint _fast_weights(object w, int64_t length, bint nonneg,
-                               double *wsum, double *wabs) noexcept:
+cdef inline bint _fast_weights(object w, int64_t length, bint nonneg) noexcept:
     """w is None, or a C-contiguous float64 (length,) array of finite values
-    (>= 0 when nonneg); its sum and the sum of its absolute values."""
+    (>= 0 when nonneg), the arrays pyce._validate would pass through unchanged.
+    False sends the call to the general path, whose checks raise the errors."""
     cdef const double *p
     cdef int64_t i
-    cdef double v, s = 0.0, sa = 0.0
     cdef bint ok = True
     if w is None:
         return True
@@ -283,12 +299,7 @@ cdef inline bint _fast_weights(object w, int64_t length, bint nonneg,
     p = <const double *>cnp.PyArray_DATA(<cnp.ndarray>w)
     with nogil:
         for i in range(length):
-            v = p[i]
-            ok = ok and isfinite(v) and (v >= 0.0 or not nonneg)
-            s += v
-            sa += fabs(v)
-    wsum[0] = s
-    wabs[0] = sa
+            ok = ok and isfinite(p[i]) and (p[i] >= 0.0 or not nonneg)
     return ok
 
 
@@ -311,7 +322,7 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     cdef cnp.ndarray xa, ta
     cdef int typenum, red
     cdef int64_t n, c, bad, nt
-    cdef double denom = 0.0, total = 0.0, cw_sum = 0.0, cw_abs = 0.0, unused = 0.0
+    cdef double denom = 0.0, total = 0.0
     cdef const double *cw
     cdef const double *sw
     cdef cnp.npy_intp dims[1]
@@ -330,15 +341,11 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     if c < 1 or cnp.PyArray_DIM(ta, 0) != n or red < 0 or nt < 0 or not (
             0.0 <= label_smoothing <= 1.0):
         return None
-    # class weights with label smoothing: the general path (its class weight sums
-    # are NumPy's, which the smoothing rule uses)
+    # class weights with label smoothing: the general path (the few-class path
+    # does not take them; the lanes path checks them there)
     if weight is not None and label_smoothing != 0.0:
         return None
-    if not _fast_weights(weight, c, False, &cw_sum, &cw_abs):
-        return None
-    if weight is None:
-        cw_sum = cw_abs = <double>c
-    if not _fast_weights(sample_weight, n, True, &unused, &unused):
+    if not _fast_weights(weight, c, False) or not _fast_weights(sample_weight, n, True):
         return None
     g = None if mode == 0 else _fast_grad(xa, out, typenum, n, c)
     if g is False:
@@ -365,8 +372,7 @@ def fast_2d(x, target, out, reduction, int64_t ignore_index, n_threads, int mode
     a.grad_scale = _grad_scale(grad_output, denom, red)
     a.class_weight = cw
     a.sample_weight = sw
-    a.class_weight_sum = cw_sum
-    a.class_weight_abs_sum = cw_abs
+    _class_weight_sums(cw, c, &a.class_weight_sum, &a.class_weight_abs_sum)
     a.ignore_index = ignore_index
     a.label_smoothing = label_smoothing
     a.n_threads = <int>nt

@@ -181,7 +181,7 @@ class Problem:
     """A validated cross-entropy call (see the module docstring)."""
 
     __slots__ = ("x", "x3", "xs", "n", "c", "d", "rows", "loss_shape", "target", "target_prob",
-                 "t3", "ts", "class_weight", "class_weight_sum", "class_weight_abs_sum",
+                 "t3", "ts", "class_weight",
                  "sample_weight", "ignore_index", "label_smoothing", "z_loss", "reduction",
                  "n_threads", "denom", "f64")
 
@@ -278,13 +278,7 @@ def _check_prob_targets(p, t):
 
 
 def _check_weights(p, weight, sample_weight):
-    if weight is None:
-        p.class_weight = None
-        p.class_weight_sum = p.class_weight_abs_sum = float(p.c)
-    else:
-        p.class_weight = check_weight_vector(weight, p.c)
-        p.class_weight_sum = float(p.class_weight.sum())
-        p.class_weight_abs_sum = float(np.abs(p.class_weight).sum())
+    p.class_weight = None if weight is None else check_weight_vector(weight, p.c)
     p.sample_weight = (None if sample_weight is None else
                        check_row_array(sample_weight, p.loss_shape, "sample_weight", nonneg=True))
 
@@ -308,7 +302,6 @@ def rows_problem(logits, target, ignore_index, label_smoothing, z_loss, n_thread
     p.f64 = logits.dtype == FLOAT_DTYPES[1]
     p.target, p.target_prob, p.t3, p.ts = target, None, None, (0, 0, 0)
     p.class_weight, p.sample_weight = None, None
-    p.class_weight_sum = p.class_weight_abs_sum = float(c)
     p.ignore_index, p.label_smoothing, p.z_loss = ignore_index, label_smoothing, z_loss
     p.n_threads = n_threads
     return p
